@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared plumbing of the entry points (`train.py`, `tasks/*.py`).
+
+Every entry point is a thin `@hydra.main` around a pure `run(cfg)` function. This module adds
+what Hydra does not do for us: an unknown group choice (`model=foo`) or an `OdimoError` raised
+by the task is reported as ONE line on stderr with exit code 2, instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from odimo.errors import OdimoError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+#: Config groups whose choices are checked before Hydra starts (name in the override -> folder).
+CHECKED_GROUPS = ("dataset", "model", "reg", "baseline", "trainer", "logger", "sweep", "experiment")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def unknown_group_choice(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> str | None:
+    """Return a one-line message for the first `group=choice` override with no config file.
+
+    Handles `+group=`, `++group=`, `group@pkg=` and multirun lists (`model=res20,res18`).
+    Sweep functions (`choice(...)`, `range(...)`) and interpolations are left to Hydra.
+    """
+    for arg in argv:
+        if "=" not in arg or arg.startswith("hydra."):
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~").split("@", 1)[0]
+        if key not in CHECKED_GROUPS or not (conf_dir / key).is_dir():
+            continue
+        if "(" in value or "$" in value or value in ("", "null"):
+            continue
+        for choice in value.split(","):
+            choice = choice.strip()
+            if choice and not (conf_dir / key / f"{choice}.yaml").is_file():
+                options = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+                return f"unknown {key} '{choice}' (choose from: {', '.join(options)})"
+    return None
+
+
+def run_entry(config_name: str, task: Callable[[Any], Any], conf_dir: Path = CONF_DIR) -> None:
+    """Run `task(cfg)` under `@hydra.main` with one-line error reporting."""
+    import hydra
+
+    message = unknown_group_choice(sys.argv[1:], conf_dir)
+    if message:
+        fail(message)
+
+    @hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config_name)
+    def _main(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except OdimoError as err:
+            fail(str(err))
+
+    _main()

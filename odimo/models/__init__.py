@@ -1,0 +1,24 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The paper's three networks in float, search and mapped form."""
+
+from odimo.models.build import (
+    MODELS,
+    ModelSpec,
+    build_model,
+    fold_float_into,
+    is_quantized,
+    searchable_names,
+    to_mapped,
+)
+from odimo.models.ops import FORMS
+
+__all__ = [
+    "FORMS",
+    "MODELS",
+    "ModelSpec",
+    "build_model",
+    "fold_float_into",
+    "is_quantized",
+    "searchable_names",
+    "to_mapped",
+]

@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Build any model in any form, fold BatchNorm into the quantized forms, convert between forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from odimo.errors import CheckpointError, ConfigError
+from odimo.hw.platform import Platform
+from odimo.models.mobilenet import mbv1
+from odimo.models.ops import make_ops
+from odimo.models.resnet import res18, res20
+from odimo.nn.conv import Conv2dBN, QuantConv2d
+from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
+
+MODELS = {"res20": res20, "res18": res18, "mbv1": mbv1}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model: architecture, input size [C, H, W], classes."""
+
+    name: str
+    input_size: tuple[int, int, int]
+    num_classes: int
+
+
+def build_model(spec: ModelSpec, form: str = "float", platform: Platform | None = None):
+    """The model of `spec` in the given form ("float", "search" or "mapped").
+
+    A mapped model starts all-digital; use `apply_mapping` to set another mapping.
+    """
+    if spec.name not in MODELS:
+        raise ConfigError(f"unknown model {spec.name!r} (choose from: {', '.join(MODELS)})")
+    model = MODELS[spec.name](make_ops(form, platform), tuple(spec.input_size), spec.num_classes)
+    model.spec = spec
+    model.form = form
+    return model
+
+
+@torch.no_grad()
+def fold_float_into(quant_model: nn.Module, float_model: nn.Module) -> None:
+    """Copy a trained float model into a search/mapped model, folding each BatchNorm.
+
+    Then initialise every unit's weight quantizer from the folded weights.
+    """
+    sources = dict(float_model.named_modules())
+    for name, layer in quant_layers(quant_model).items():
+        src = sources.get(name)
+        if not isinstance(src, nn.Conv2d) or src.weight.shape != layer.weight.shape:
+            raise CheckpointError(f"float model has no conv {name!r} of shape "
+                                  f"{tuple(layer.weight.shape)}: it is not the same network")
+        if isinstance(src, Conv2dBN):
+            weight, bias = src.folded()
+        else:
+            weight = src.weight
+            bias = src.bias if src.bias is not None else torch.zeros_like(layer.bias)
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+        layer.init_quantizers()
+
+
+def searchable_names(model: nn.Module) -> list[str]:
+    """Names of the convs whose mapping is free (not fixed by the architecture), any form."""
+    return [n for n, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and getattr(m, "searchable", False)]
+
+
+@torch.no_grad()
+def to_mapped(model: nn.Module, platform: Platform, mapping: Mapping | None = None) -> nn.Module:
+    """A mapped copy of a search (or mapped) model: same weights and quantizers, frozen mapping.
+
+    Without `mapping`, the model's own hard mapping (argmax of α, ties to digital) is used.
+    """
+    if mapping is None:
+        mapping = model_mapping(model, platform)
+    mapped = build_model(model.spec, "mapped", platform).to(next(model.parameters()).device)
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.endswith((".alpha", ".temperature"))}
+    missing, unexpected = mapped.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(".assignment")]
+    if missing or unexpected:
+        raise CheckpointError(f"cannot convert to mapped form: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}")
+    apply_mapping(mapped, mapping)
+    return mapped
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """True for the search and mapped forms."""
+    return any(isinstance(m, QuantConv2d) for m in model.modules())

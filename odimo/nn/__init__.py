@@ -1,0 +1,35 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Layers that split output channels between compute units, mappings, and network costs."""
+
+from odimo.nn.conv import ALPHA_INIT, Conv2dBN, MappedConv2d, QuantConv2d, SearchConv2d
+from odimo.nn.cost import (
+    REGULARIZERS,
+    EnergyRegularizer,
+    LatencyRegularizer,
+    NaiveEnergyRegularizer,
+    NetworkCost,
+    NoRegularizer,
+    Regularizer,
+    make_regularizer,
+)
+from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
+
+__all__ = [
+    "ALPHA_INIT",
+    "REGULARIZERS",
+    "Conv2dBN",
+    "EnergyRegularizer",
+    "LatencyRegularizer",
+    "MappedConv2d",
+    "Mapping",
+    "NaiveEnergyRegularizer",
+    "NetworkCost",
+    "NoRegularizer",
+    "QuantConv2d",
+    "Regularizer",
+    "SearchConv2d",
+    "apply_mapping",
+    "make_regularizer",
+    "model_mapping",
+    "quant_layers",
+]

@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The manual mapping heuristics the search is compared with, computed from the cost model.
+
+Layers whose mapping the architecture fixes (not searchable, e.g. MobileNet's depthwise convs)
+stay on the first unit that can run them in every baseline; the others follow the rule:
+
+- `all_digital` / `all_analog`: every free layer on that unit (where it can run);
+- `io_digital`: first and last layer of the network digital, the other free layers analog;
+- `min_latency`: each whole free layer on its faster unit (ties: digital);
+- `min_latency_max8`: min_latency, then in each layer on the analog unit as many channels moved
+  to the digital unit as fit without raising that layer's latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from odimo.errors import ConfigError
+from odimo.hw.geometry import GeometryTable, LayerGeometry
+from odimo.hw.platform import Platform
+from odimo.nn.mapping import Mapping
+
+DIGITAL, ANALOG = "digital", "analog"
+
+
+def _whole_layer_cycles(geometry: list[LayerGeometry], platform: Platform) -> torch.Tensor:
+    """[L, U] cycles of each layer run entirely on each unit (inf where the unit cannot)."""
+    table = GeometryTable(geometry, dtype=torch.float64)
+    out = torch.empty(len(geometry), platform.num_units, dtype=torch.float64)
+    for u in range(platform.num_units):
+        counts = torch.zeros(len(geometry), platform.num_units, dtype=torch.float64)
+        counts[:, u] = table.c_out
+        out[:, u] = platform.unit_cycles(counts, table)[:, u]
+    allowed = torch.tensor([platform.allowed_units(g) for g in geometry])
+    return out.masked_fill(~allowed, float("inf"))
+
+
+def _max_digital_channels(g: LayerGeometry, platform: Platform, d: int, a: int) -> int:
+    """Most channels of an all-analog layer that can move to digital without raising latency."""
+    c = g.c_out
+    k = torch.arange(c + 1, dtype=torch.float64)
+    counts = torch.zeros(c + 1, platform.num_units, dtype=torch.float64)
+    counts[:, d], counts[:, a] = k, c - k
+    latency = platform.latency_cycles(
+        platform.unit_cycles(counts, GeometryTable([g] * (c + 1), dtype=torch.float64)), soft=False
+    )
+    fits = torch.nonzero(latency <= latency[0]).flatten()
+    return int(fits.max())
+
+
+def baseline_assignments(name: str, geometry: list[LayerGeometry], platform: Platform,
+                         searchable: Iterable[str] | None = None) -> dict[str, list[int]]:
+    """Per-channel unit indices of every layer under the named baseline."""
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r} (choose from: {', '.join(BASELINES)})")
+    d, a = platform.unit_index(DIGITAL), platform.unit_index(ANALOG)
+    free = set(searchable) if searchable is not None else {g.name for g in geometry}
+    cycles = _whole_layer_cycles(geometry, platform)
+    out: dict[str, list[int]] = {}
+    for i, g in enumerate(geometry):
+        allowed = platform.allowed_units(g)
+        fixed_unit = allowed.index(True)
+        if g.name not in free:
+            out[g.name] = [fixed_unit] * g.c_out
+            continue
+        analog_ok = allowed[a]
+        if name == "all_digital":
+            unit = d
+        elif name == "all_analog":
+            unit = a if analog_ok else fixed_unit
+        elif name == "io_digital":
+            unit = d if i in (0, len(geometry) - 1) or not analog_ok else a
+        else:  # min_latency and min_latency_max8
+            unit = a if cycles[i, a] < cycles[i, d] else d
+        if name == "min_latency_max8" and unit == a:
+            k = _max_digital_channels(g, platform, d, a)
+            out[g.name] = [d] * k + [a] * (g.c_out - k)
+        else:
+            out[g.name] = [unit] * g.c_out
+    return out
+
+
+def baseline_mapping(name: str, geometry: list[LayerGeometry], platform: Platform,
+                     searchable: Iterable[str] | None = None) -> Mapping:
+    """The named baseline as a `Mapping` (layers in execution order)."""
+    layers = baseline_assignments(name, geometry, platform, searchable)
+    return Mapping(platform.name, platform.unit_names, {k: tuple(v) for k, v in layers.items()})
+
+
+BASELINES: dict[str, Callable] = {
+    n: baseline_mapping
+    for n in ("all_digital", "all_analog", "io_digital", "min_latency", "min_latency_max8")
+}

@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Convolutions whose output channels are split between the compute units of a platform.
+
+- `Conv2dBN`: the float warm-up layer (conv + BatchNorm, named like the conv it becomes).
+- `SearchConv2d`: one shared float weight, logits α [units, C_out]; the effective weight is the
+  softmax(α/T)-weighted mix of every unit's quantized weight and the conv runs ONCE.
+- `MappedConv2d`: a frozen one-hot per-channel mapping; only weights and quantizers train.
+
+Both quantized layers expect their input already quantized by `self.input_quant` (the model
+calls it, so that convs sharing an input — conv1 and a downsample — quantize it once); they read
+its step only to put the bias on the integer grid.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from odimo.hw.platform import Platform
+from odimo.quant import WEIGHT_QUANTIZERS, Int16Bias, Uint7ActPact
+
+#: Initial value of every α logit (equal for all units, as in the method).
+ALPHA_INIT = 0.01
+
+
+class Conv2dBN(nn.Conv2d):
+    """Float conv followed by BatchNorm, as one module carrying the conv's name (for folding)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
+                         groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(super().forward(x))
+
+    @torch.no_grad()
+    def folded(self) -> tuple[Tensor, Tensor]:
+        """Weight and bias of the conv with the BatchNorm (running statistics) folded in."""
+        bn = self.bn
+        gain = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = self.weight * gain.view(-1, 1, 1, 1)
+        bias = bn.bias - bn.running_mean * gain
+        if self.bias is not None:
+            bias = bias + self.bias * gain
+        return weight, bias
+
+
+class QuantConv2d(nn.Conv2d):
+    """Base of the quantized convs: per-unit weight quantizers, a 16-bit bias, a mix over units."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1, *, platform: Platform, input_quant: Uint7ActPact):
+        super().__init__(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
+                         groups=groups, bias=True)
+        self.platform = platform
+        self.input_quant = input_quant
+        self.weight_quants = nn.ModuleList(
+            WEIGHT_QUANTIZERS[u.weight_format](out_channels) for u in platform.units
+        )
+        self.bias_quant = Int16Bias()
+        allowed = torch.tensor(platform.allowed_units(groups=groups))
+        self.register_buffer("allowed", allowed.view(-1, 1), persistent=False)
+        self.allowed_units = tuple(int(i) for i in torch.nonzero(allowed).flatten())
+
+    @torch.no_grad()
+    def init_quantizers(self) -> None:
+        """Initialise every unit's weight quantizer from the current float weight."""
+        for q in self.weight_quants:
+            q.init_from(self.weight)
+
+    def unit_weights(self) -> Tensor:
+        """Per-channel weight of each unit [U, C_out] (soft probabilities or a one-hot mask)."""
+        raise NotImplementedError
+
+    def active_units(self) -> tuple[int, ...]:
+        """Units whose quantized weight must be computed."""
+        return self.allowed_units
+
+    def hard_assignment(self) -> Tensor:
+        """Unit index of every output channel [C_out] (long)."""
+        raise NotImplementedError
+
+    def unit_counts(self, soft: bool) -> Tensor:
+        """Channels per unit [U]: column sums of the soft weights, or whole argmax counts."""
+        if soft:
+            return self.unit_weights().sum(1)
+        a = self.hard_assignment()
+        return torch.zeros(self.platform.num_units, device=a.device).index_add_(
+            0, a, torch.ones_like(a, dtype=torch.float32)
+        )
+
+    def unit_weight_bias(self, unit: int) -> tuple[Tensor, Tensor]:
+        """Fake-quantized weight and bias of one unit (all channels)."""
+        wq = self.weight_quants[unit]
+        step = wq.step() * self.input_quant.step()
+        return wq(self.weight), self.bias_quant(self.bias, step)
+
+    def effective_weight_bias(self) -> tuple[Tensor, Tensor]:
+        """W_eff[c] = Σ_u p[u,c]·Q_u(W)[c] and b_eff likewise."""
+        units = self.active_units()
+        if len(units) == 1:
+            return self.unit_weight_bias(units[0])
+        mix = self.unit_weights()
+        weight = bias = None
+        for u in units:
+            w_u, b_u = self.unit_weight_bias(u)
+            w_u = mix[u].view(-1, 1, 1, 1) * w_u
+            b_u = mix[u] * b_u
+            weight = w_u if weight is None else weight + w_u
+            bias = b_u if bias is None else bias + b_u
+        return weight, bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight, bias = self.effective_weight_bias()
+        return self._conv_forward(x, weight, bias)
+
+
+class SearchConv2d(QuantConv2d):
+    """A conv whose per-channel unit is searched: softmax(α/T) over units, per output channel.
+
+    Units that cannot run this conv (e.g. analog for grouped convs) get probability 0.
+    The temperature is a persistent buffer, so checkpoints carry it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha = nn.Parameter(torch.full((self.platform.num_units, self.out_channels),
+                                             ALPHA_INIT))
+        self.register_buffer("temperature", torch.tensor(1.0))
+
+    def unit_weights(self) -> Tensor:
+        logits = (self.alpha / self.temperature).masked_fill(~self.allowed, float("-inf"))
+        return torch.softmax(logits, dim=0)
+
+    def hard_assignment(self) -> Tensor:
+        """argmax over units of α (ties go to the lower index: digital first)."""
+        return self.alpha.detach().masked_fill(~self.allowed, float("-inf")).argmax(0)
+
+
+class MappedConv2d(QuantConv2d):
+    """A conv with a frozen per-channel mapping (`assignment` [C_out], unit indices).
+
+    Only the units that hold channels are computed; with one unit the mix is skipped entirely.
+    """
+
+    def __init__(self, *args, assignment: Tensor | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if assignment is None:
+            assignment = torch.zeros(self.out_channels, dtype=torch.long)
+        self.register_buffer("assignment", torch.zeros(self.out_channels, dtype=torch.long))
+        self.register_buffer("mask", torch.zeros(self.platform.num_units, self.out_channels),
+                             persistent=False)
+        self.set_assignment(assignment)
+
+    @torch.no_grad()
+    def set_assignment(self, assignment: Tensor) -> None:
+        """Freeze a new mapping; checks shape and that each unit may run this conv."""
+        assignment = torch.as_tensor(assignment, dtype=torch.long).to(self.assignment.device)
+        if assignment.shape != (self.out_channels,):
+            raise ValueError(f"assignment must have shape ({self.out_channels},), "
+                             f"got {tuple(assignment.shape)}")
+        used = sorted(set(assignment.tolist()))
+        bad = [u for u in used if u not in self.allowed_units]
+        if bad:
+            names = [self.platform.unit_names[u] if 0 <= u < self.platform.num_units else str(u)
+                     for u in bad]
+            raise ValueError(f"units {names} cannot run this conv (groups={self.groups})")
+        self.assignment.copy_(assignment)
+        self.mask.copy_(F.one_hot(assignment, self.platform.num_units).T.to(self.mask.dtype))
+        self._active = tuple(used) if used else (0,)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.set_assignment(self.assignment.clone())
+
+    def active_units(self) -> tuple[int, ...]:
+        return self._active
+
+    def unit_weights(self) -> Tensor:
+        return self.mask
+
+    def hard_assignment(self) -> Tensor:
+        return self.assignment

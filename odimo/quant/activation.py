@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Unsigned PaCT activation quantizer with a learned clip and a power-of-two step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class _PactFloor(torch.autograd.Function):
+    """floor(clamp(x, 0, a)·sf)/sf with the PaCT gradients, in one forward and one backward pass.
+
+    d/dx = 1 on 0 < x < a (straight-through inside the range); d/da = 1 where x >= a.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, clip: Tensor, scale: Tensor) -> Tensor:
+        ctx.save_for_backward(x, clip)
+        return torch.floor(torch.minimum(x.clamp(min=0.0), clip) * scale) / scale
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, clip = ctx.saved_tensors
+        above = x >= clip
+        grad_x = grad * ((x > 0) & ~above)
+        grad_clip = None
+        if ctx.needs_input_grad[1]:
+            grad_clip = torch.where(above, grad, torch.zeros_like(grad)).sum().reshape(clip.shape)
+        return grad_x, grad_clip, None
+
+
+class Uint7ActPact(nn.Module):
+    """7-bit unsigned activation quantizer (the clamp at 0 is the ReLU).
+
+    The clip `a` stays a continuous learned parameter; each forward derives the power-of-two
+    scale sf = 2^floor(log2(127/a)) from it (no write-back, unlike the original code, whose
+    snapping let clips move only in x2 jumps). Levels are integers 0..floor(a·sf) <= 127,
+    step 1/sf.
+
+    Args:
+        init_clip: initial clip (1.0 for an image input in [0, 1], 6.0 elsewhere).
+        bits: activation bits (7 on DIANA).
+    """
+
+    def __init__(self, init_clip: float = 6.0, bits: int = 7):
+        super().__init__()
+        if init_clip <= 0:
+            raise ValueError("init_clip must be > 0")
+        self.bits = bits
+        self.levels = 2**bits - 1
+        self.clip = nn.Parameter(torch.tensor(float(init_clip)))
+
+    def scale(self) -> Tensor:
+        """Power-of-two scale sf (integer levels per unit), no gradient."""
+        clip = self.clip.detach().clamp(min=1e-8)
+        return torch.exp2(torch.floor(torch.log2(self.levels / clip)))
+
+    def step(self) -> Tensor:
+        """Quantization step 1/sf (a power of two), no gradient."""
+        return 1.0 / self.scale()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _PactFloor.apply(x, self.clip, self.scale().to(x.dtype))
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, clip={self.clip.item():.4g}"
+
+
+def pow2_exponent(value: float) -> int:
+    """floor(log2(value)) as an int (for reports and export)."""
+    return int(math.floor(math.log2(value)))
