@@ -10,6 +10,7 @@ from odimo.models.build import (
     searchable_names,
     to_mapped,
 )
+from odimo.models.io import load_mapped, save_mapped
 from odimo.models.ops import FORMS
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "build_model",
     "fold_float_into",
     "is_quantized",
+    "load_mapped",
+    "save_mapped",
     "searchable_names",
     "to_mapped",
 ]

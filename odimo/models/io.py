@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Save and load a finished mapped network (the hand-off to export and evaluation).
+
+File format (`torch.save` of a plain dict; `weights_only=True` loads it):
+`{"format": "odimo.mapped/1", "spec": {name, input_size, num_classes}, "platform": "diana",
+"mapping": <mapping JSON dict>, "state_dict": <mapped model state dict>}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from odimo.errors import CheckpointError, MappingError
+from odimo.hw import get_platform
+from odimo.hw.platform import Platform
+from odimo.models.build import ModelSpec, build_model
+from odimo.nn.mapping import Mapping, apply_mapping, model_mapping
+
+FORMAT = "odimo.mapped/1"
+
+
+def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
+    """Write a mapped (or search: its argmax mapping is taken) model to `path`."""
+    mapping = model_mapping(model, platform)
+    payload = {
+        "format": FORMAT,
+        "spec": {**asdict(model.spec), "input_size": list(model.spec.input_size)},
+        "platform": platform.name,
+        "mapping": mapping.to_json(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()
+                       if not k.endswith((".alpha", ".temperature"))},
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+
+
+def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
+    """Rebuild a mapped model saved by `save_mapped`; a clear CheckpointError if it cannot."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an odimo mapped model (format {FORMAT!r})")
+    spec_d = payload["spec"]
+    spec = ModelSpec(spec_d["name"], tuple(spec_d["input_size"]), int(spec_d["num_classes"]))
+    platform = get_platform(payload["platform"])
+    model = build_model(spec, "mapped", platform)
+    try:
+        mapping = Mapping.from_json(payload["mapping"], source=str(path))
+        apply_mapping(model, mapping)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, MappingError) as err:
+        raise CheckpointError(f"{path} does not fit a {spec.name} model: "
+                              f"{str(err).splitlines()[0]}") from None
+    return model, platform, mapping
