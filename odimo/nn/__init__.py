@@ -1,7 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Layers that split output channels between compute units, mappings, and network costs."""
 
-from odimo.nn.conv import ALPHA_INIT, Conv2dBN, MappedConv2d, QuantConv2d, SearchConv2d
+from odimo.nn.conv import (
+    ALPHA_INIT,
+    Conv2dBN,
+    MappedConv2d,
+    QuantConv2d,
+    SearchConv2d,
+    hard_mapping,
+    search_layers,
+    set_temperature,
+)
 from odimo.nn.cost import (
     REGULARIZERS,
     EnergyRegularizer,
@@ -29,7 +38,10 @@ __all__ = [
     "Regularizer",
     "SearchConv2d",
     "apply_mapping",
+    "hard_mapping",
     "make_regularizer",
     "model_mapping",
     "quant_layers",
+    "search_layers",
+    "set_temperature",
 ]

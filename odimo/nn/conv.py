@@ -13,6 +13,9 @@ its step only to put the bias on the integer grid.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -130,8 +133,12 @@ class SearchConv2d(QuantConv2d):
         self.alpha = nn.Parameter(torch.full((self.platform.num_units, self.out_channels),
                                              ALPHA_INIT))
         self.register_buffer("temperature", torch.tensor(1.0))
+        self.hard = False
 
     def unit_weights(self) -> Tensor:
+        if self.hard:
+            one_hot = F.one_hot(self.hard_assignment(), self.platform.num_units)
+            return one_hot.T.to(self.alpha.dtype)
         logits = (self.alpha / self.temperature).masked_fill(~self.allowed, float("-inf"))
         return torch.softmax(logits, dim=0)
 
@@ -184,3 +191,29 @@ class MappedConv2d(QuantConv2d):
 
     def hard_assignment(self) -> Tensor:
         return self.assignment
+
+
+def search_layers(model: nn.Module) -> list[SearchConv2d]:
+    """All search convs of a model."""
+    return [m for m in model.modules() if isinstance(m, SearchConv2d)]
+
+
+@torch.no_grad()
+def set_temperature(model: nn.Module, temperature: float) -> None:
+    """Set the softmax temperature of every search conv (one shared value)."""
+    for layer in search_layers(model):
+        layer.temperature.fill_(temperature)
+
+
+@contextmanager
+def hard_mapping(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a search model as the network that will be deployed: one-hot argmax per channel."""
+    layers = search_layers(model)
+    previous = [layer.hard for layer in layers]
+    for layer in layers:
+        layer.hard = True
+    try:
+        yield model
+    finally:
+        for layer, was in zip(layers, previous):
+            layer.hard = was

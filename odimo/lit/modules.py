@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One LightningModule per phase: float warm-up, ODiMO search, fine-tune of a frozen mapping.
+
+The loss of every phase is computed by `step_loss` (shared with the speed benchmark), so the
+benchmark measures exactly what training runs.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from odimo.errors import TrainingDivergedError
+from odimo.lit.optim import make_optimizer, parameter_groups
+from odimo.nn.conv import hard_mapping
+from odimo.nn.cost import NetworkCost, Regularizer
+
+
+def step_loss(model: nn.Module, batch: tuple[Tensor, Tensor], network: NetworkCost | None = None,
+              regularizer: Regularizer | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(total loss, task loss, regularizer loss, logits) of one training batch; no host sync."""
+    x, y = batch
+    logits = model(x)
+    task = F.cross_entropy(logits, y)
+    if regularizer is None or network is None:
+        return task, task, torch.zeros_like(task), logits
+    reg = regularizer(network)
+    return task + reg, task, reg, logits
+
+
+class PhaseModule(L.LightningModule):
+    """Shared by all phases: cross-entropy, accuracy metrics, optimizers, a non-finite guard.
+
+    Args:
+        model: the network of this phase (float, search or mapped form).
+        num_classes: classes of the dataset (for the accuracy metrics).
+        optim: optimizer config per parameter group (see `make_optimizer`).
+    """
+
+    #: metric that checkpointing and early stopping use
+    monitor = "val/acc_hard"
+    #: suffix of the accuracy of the network as it will be deployed
+    deployed = "hard"
+
+    def __init__(self, model: nn.Module, num_classes: int, optim: dict):
+        super().__init__()
+        self.model = model
+        self.optim_cfg = optim
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.register_buffer("nonfinite", torch.zeros((), dtype=torch.bool), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def losses(self, batch: tuple[Tensor, Tensor]):
+        """(total, task, reg, logits) of a training batch."""
+        return step_loss(self.model, batch)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss, task, reg, logits = self.losses(batch)
+        self.nonfinite |= ~torch.isfinite(loss)
+        self.train_acc(logits.detach(), batch[1])
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.log("train/task_loss", task, on_step=False, on_epoch=True)
+        self.log("train/reg_loss", reg, on_step=False, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def check_finite(self) -> None:
+        """Raise if any training loss since the last check was NaN or infinite (one host sync)."""
+        if bool(self.nonfinite):
+            raise TrainingDivergedError(
+                f"the training loss became NaN/inf in epoch {self.current_epoch}: lower the "
+                "learning rate or the strength, or check the data; checkpoints so far are kept")
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric) -> None:
+        x, y = batch
+        logits = self.model(x)
+        metric(logits, y)
+        self.log(f"{stage}/loss_{self.deployed}", F.cross_entropy(logits, y))
+        self.log(f"{stage}/acc_{self.deployed}", metric, prog_bar=stage == "val")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_acc)
+
+    def configure_optimizers(self):
+        optimizer, scheduler = make_optimizer(parameter_groups(self.model), self.optim_cfg)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class WarmupModule(PhaseModule):
+    """Float training with BatchNorm (the starting point of every search and baseline)."""
+
+    monitor = "val/acc_float"
+    deployed = "float"
+
+
+class SearchModule(PhaseModule):
+    """ODiMO search: loss = CE + strength·cost; validation of the soft AND the hard network.
+
+    Args:
+        network: cost model of `model` (geometry recorded once).
+        regularizer: strength × cost.
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int, optim: dict, network: NetworkCost,
+                 regularizer: Regularizer):
+        super().__init__(model, num_classes, optim)
+        self.network = network
+        self.regularizer = regularizer
+        self.val_acc_soft = MulticlassAccuracy(num_classes, average="micro")
+
+    def losses(self, batch: tuple[Tensor, Tensor]):
+        return step_loss(self.model, batch, self.network, self.regularizer)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        soft = self.model(x)
+        self.val_acc_soft(soft, y)
+        self.log("val/loss_soft", F.cross_entropy(soft, y))
+        self.log("val/acc_soft", self.val_acc_soft, prog_bar=True)
+        with hard_mapping(self.model):
+            self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        with hard_mapping(self.model):
+            self._eval_step(batch, "test", self.test_acc)
+
+
+class FinetuneModule(PhaseModule):
+    """Training of a mapped network (fine-tune after the search, or a baseline mapping)."""
