@@ -50,10 +50,24 @@ def unknown_group_choice(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> str 
     return None
 
 
+def quiet_libraries() -> None:
+    """Silence library chatter that says nothing about the run (device banners, tips)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
 def run_entry(config_name: str, task: Callable[[Any], Any], conf_dir: Path = CONF_DIR) -> None:
     """Run `task(cfg)` under `@hydra.main` with one-line error reporting."""
     import hydra
 
+    quiet_libraries()
     message = unknown_group_choice(sys.argv[1:], conf_dir)
     if message:
         fail(message)

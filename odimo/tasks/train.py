@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The main job: warm-up -> search -> fine-tune (or a baseline mapping), tested and summarised.
+
+Run folder (`paths.run_dir`)::
+
+    config.yaml            composed config (resolved)
+    warmup.json            where the cached float warm-up lives
+    search/                checkpoints/{best,last}.ckpt, csv/metrics.csv, layers.csv,
+                           analog_heatmap.png, result.pt, DONE
+    finetune/ | baseline/  checkpoints/, csv/, DONE
+    mapping.json           the frozen mapping (mapping JSON format)
+    mapping_bars.png       digital vs analog channels per layer
+    final/model.pt         the deployed (mapped) network, see odimo.models.io
+    metrics.json, DONE     results; FAILED (with the traceback) if the job broke
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from pathlib import Path
+
+import lightning.pytorch as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from odimo.callbacks import CostLogger, MappingHandover, TemperatureSchedule
+from odimo.errors import ConfigError, OdimoError
+from odimo.hw import get_platform
+from odimo.lit import FinetuneModule, SearchModule, WarmupModule
+from odimo.models import ModelSpec, build_model, fold_float_into, save_mapped, searchable_names
+from odimo.models import to_mapped
+from odimo.nn import NetworkCost, apply_mapping, make_regularizer, model_mapping
+from odimo.nn.baselines import baseline_mapping
+from odimo.tasks.phases import fit_phase, load_state, save_state, warmup_key
+from odimo.tasks.summary import final_metrics, print_config, print_summary
+
+PHASES = ("warmup", "search", "finetune", "baseline")
+
+
+def check_config(cfg: DictConfig) -> list[str]:
+    """Validate what Hydra cannot: phase names and order, numeric strength."""
+    phases = [str(p) for p in cfg.phases]
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown or not phases:
+        raise ConfigError(f"unknown phases {unknown} (choose from {list(PHASES)})")
+    if "baseline" in phases and ("search" in phases or "finetune" in phases):
+        raise ConfigError("phases: 'baseline' replaces search and finetune; use [warmup, baseline]")
+    if "finetune" in phases and "search" not in phases:
+        raise ConfigError("phases: 'finetune' needs 'search' before it")
+    try:
+        strength = float(cfg.strength)
+    except (TypeError, ValueError):
+        raise ConfigError(f"strength must be a number, got {cfg.strength!r}") from None
+    if not strength >= 0:
+        raise ConfigError(f"strength must be >= 0, got {strength}")
+    return phases
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the job in `cfg.paths.run_dir`; skip it if DONE, leave FAILED if it breaks."""
+    run_dir = Path(cfg.paths.run_dir)
+    done, failed = run_dir / "DONE", run_dir / "FAILED"
+    if done.is_file() and (run_dir / "metrics.json").is_file():
+        print(f"{run_dir} is done already; skipping (delete {done} to run it again)")
+        return json.loads((run_dir / "metrics.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        metrics = _run(cfg, run_dir)
+    except BaseException as err:
+        if not isinstance(err, KeyboardInterrupt):
+            failed.write_text(traceback.format_exc())
+        raise
+    failed.unlink(missing_ok=True)
+    done.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    return metrics
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> dict:
+    phases = check_config(cfg)
+    start = time.perf_counter()
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    print_config(cfg)
+    platform = get_platform(str(cfg.platform))
+    spec = ModelSpec(str(cfg.model.name), tuple(cfg.dataset.input_size), int(cfg.dataset.num_classes))
+    datamodule = instantiate(cfg.dataset.datamodule)
+    job = run_dir.name
+    float_model, warm = warmup(cfg, spec, datamodule, run_dir, "warmup" in phases, job)
+    if phases == ["warmup"]:
+        return final_metrics(cfg, run_dir, warm, None, platform, spec, start, kind="float")
+    if "baseline" in phases:
+        model = build_model(spec, "mapped", platform)
+        fold_float_into(model, float_model)
+        geometry = NetworkCost(model, platform, spec.input_size).geometry
+        mapping = baseline_mapping(str(cfg.baseline.name), geometry, platform,
+                                   searchable_names(model))
+        apply_mapping(model, mapping)
+        mapping.save(run_dir / "mapping.json")
+        module = train_mapped(cfg, model, spec, datamodule, run_dir / "baseline", "baseline", job)
+        kind = "baseline"
+    else:
+        module = search(cfg, spec, platform, float_model, datamodule, run_dir, job)
+        model = to_mapped(module.model, platform)
+        module = FinetuneModule(model, spec.num_classes, OmegaConf.to_container(cfg.finetune.optim, resolve=True))
+        if "finetune" in phases:
+            module = train_mapped(cfg, model, spec, datamodule, run_dir / "finetune", "finetune",
+                                  job)
+        kind = "search"
+    save_mapped(run_dir / "final" / "model.pt", module.model, platform)
+    return final_metrics(cfg, run_dir, module, datamodule, platform, spec, start, kind=kind)
+
+
+def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed: bool,
+           job: str):
+    """The float warm-up of this recipe: loaded from the cache, or trained once and cached."""
+    cache = Path(cfg.paths.cache_dir) / "warmup" / warmup_key(cfg)
+    model = build_model(spec, "float")
+    module = WarmupModule(model, spec.num_classes, OmegaConf.to_container(cfg.warmup.optim, resolve=True))
+    result = cache / "float.pt"
+    if (cache / "DONE").is_file():
+        info = load_state(result, model)
+        print(f"[warmup] reusing {cache} (val acc {info.get('val_acc', float('nan')):.4f})")
+    elif not allowed:
+        raise ConfigError(f"no cached warm-up at {cache}: add 'warmup' to phases")
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        trainer = fit_phase(cfg, module, datamodule, cache, "warmup", cfg.warmup, job)
+        val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        info = {"val_acc": float(val["val/acc_float"])}
+        save_state(result, model, info)
+        (cache / "DONE").write_text(json.dumps(info) + "\n")
+    (run_dir / "warmup.json").write_text(json.dumps({"cache_dir": str(cache), **info}) + "\n")
+    return model, module
+
+
+def search(cfg: DictConfig, spec: ModelSpec, platform, float_model, datamodule, run_dir: Path,
+           job: str) -> SearchModule:
+    """ODiMO search from the folded warm-up; returns the module with the best hard weights."""
+    phase_dir = run_dir / "search"
+    model = build_model(spec, "search", platform)
+    fold_float_into(model, float_model)
+    network = NetworkCost(model, platform, spec.input_size)
+    regularizer = make_regularizer(str(cfg.reg.name), float(cfg.strength))
+    module = SearchModule(model, spec.num_classes, OmegaConf.to_container(cfg.search.optim, resolve=True),
+                          network, regularizer)
+    if (phase_dir / "DONE").is_file():
+        load_state(phase_dir / "result.pt", model)
+        print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
+        return module
+    cost_logger = CostLogger(network, phase_dir)
+    callbacks = [TemperatureSchedule(cfg.search.temperature.initial, cfg.search.temperature.decay),
+                 MappingHandover(platform, run_dir / "mapping.json")]
+    if cfg.callbacks.cost_curves:
+        callbacks.append(cost_logger)
+    fit_phase(cfg, module, datamodule, phase_dir, "search", cfg.search, job, callbacks)
+    if cfg.callbacks.plots:
+        cost_logger.plot_heatmap(phase_dir / "analog_heatmap.png")
+    if not cfg.callbacks.layer_table:
+        (phase_dir / "layers.csv").unlink(missing_ok=True)
+    save_state(phase_dir / "result.pt", model, {"mapping": model_mapping(model, platform).to_json()})
+    (phase_dir / "DONE").touch()
+    return module
+
+
+def train_mapped(cfg: DictConfig, model, spec: ModelSpec, datamodule, phase_dir: Path,
+                 phase: str, job: str) -> FinetuneModule:
+    """Train a network with a frozen mapping (fine-tune or baseline); best weights loaded."""
+    phase_cfg = cfg.finetune if phase == "finetune" else cfg.baseline_train
+    module = FinetuneModule(model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True))
+    if (phase_dir / "DONE").is_file():
+        load_state(phase_dir / "result.pt", model)
+        return module
+    fit_phase(cfg, module, datamodule, phase_dir, phase, phase_cfg, job)
+    save_state(phase_dir / "result.pt", model, {})
+    (phase_dir / "DONE").touch()
+    return module
+
+
+__all__ = ["OdimoError", "run"]
