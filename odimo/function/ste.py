@@ -49,7 +49,7 @@ def ceil_div_ste(x: Tensor, n: int) -> Tensor:
 
 
 def gate_ste(x: Tensor) -> Tensor:
-    """The fixed-cost gate `[x >= 1]` of a unit that has work, with the gradient of clamp(x, 0, 1).
+    """The fixed-cost gate `[x >= 1]` of a unit that has work, with gradient 1 on [0, 1], else 0.
 
     The forward is the exact step of the cost model; the backward lets a layer's last (soft)
     channel on a unit feel the fixed cost it would save, which a plain step cannot.
@@ -59,8 +59,10 @@ def gate_ste(x: Tensor) -> Tensor:
     >>> y.tolist(), x.grad.tolist()
     ([0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0])
     """
-    soft = x.clamp(0.0, 1.0)
-    return soft + ((x >= 1).to(x.dtype) - soft).detach()
+    # An explicit mask, not clamp's backward: clamp's gradient AT the bounds 0 and 1 depends on
+    # the torch version (0 with ours), which would cut it where a unit holds 0 or 1 channel.
+    inside = ((x >= 0) & (x <= 1)).to(x.dtype)
+    return (x - x.detach()) * inside + (x >= 1).to(x.dtype)
 
 
 def floor_pow2_ste(x: Tensor) -> Tensor:

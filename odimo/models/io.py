@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from odimo.errors import CheckpointError, MappingError
+from odimo.errors import CheckpointError, ConfigError, MappingError
 from odimo.hw import get_platform
 from odimo.hw.platform import Platform
-from odimo.models.build import ModelSpec, build_model
+from odimo.models.build import ModelSpec, build_model, to_mapped
+from odimo.nn.conv import SearchConv2d
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping
 
 FORMAT = "odimo.mapped/1"
@@ -25,6 +26,8 @@ FORMAT = "odimo.mapped/1"
 
 def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
     """Write a mapped (or search: its argmax mapping is taken) model to `path`."""
+    if any(isinstance(m, SearchConv2d) for m in model.modules()):
+        model = to_mapped(model, platform)  # the file must hold the mapped form's state dict
     mapping = model_mapping(model, platform)
     payload = {
         "format": FORMAT,
@@ -50,15 +53,20 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
                               f"{str(err).splitlines()[0] if str(err) else ''})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an odimo mapped model (format {FORMAT!r})")
-    spec_d = payload["spec"]
-    spec = ModelSpec(spec_d["name"], tuple(spec_d["input_size"]), int(spec_d["num_classes"]))
-    platform = get_platform(payload["platform"])
-    model = build_model(spec, "mapped", platform)
+    try:
+        spec_d = payload["spec"]
+        spec = ModelSpec(spec_d["name"], tuple(spec_d["input_size"]), int(spec_d["num_classes"]))
+        platform = get_platform(payload["platform"])
+        model = build_model(spec, "mapped", platform)
+    except (KeyError, TypeError, ValueError, ConfigError) as err:
+        first_line = (str(err).splitlines() or [""])[0]
+        raise CheckpointError(f"{path} is not a valid odimo mapped model "
+                              f"({type(err).__name__}: {first_line})") from None
     try:
         mapping = Mapping.from_json(payload["mapping"], source=str(path))
         apply_mapping(model, mapping)
         model.load_state_dict(payload["state_dict"], strict=True)
-    except (RuntimeError, MappingError) as err:
+    except (KeyError, RuntimeError, MappingError) as err:
         raise CheckpointError(f"{path} does not fit a {spec.name} model: "
-                              f"{str(err).splitlines()[0]}") from None
+                              f"{(str(err).splitlines() or [''])[0]}") from None
     return model, platform, mapping

@@ -101,7 +101,7 @@ class Mapping:
                     if {k: int(v) for k, v in declared.items()} != actual:
                         raise MappingError(f"{source}: layer {entry['name']!r} declares channels "
                                            f"{declared} but its assignment gives {actual}")
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise MappingError(f"{source}: malformed mapping JSON ({err!r})") from None
         return mapping
 
@@ -187,5 +187,11 @@ def apply_mapping(model: nn.Module, mapping: Mapping, margin: float = 1.0) -> No
             except ValueError as err:
                 raise MappingError(f"layer {name!r}: {err}") from None
         elif isinstance(layer, SearchConv2d):
+            bad = sorted(set(assignment.tolist()) - set(layer.allowed_units))
+            if bad:  # α would be masked there: the argmax would silently differ from the mapping
+                names = [layer.platform.unit_names[u] if 0 <= u < layer.platform.num_units
+                         else str(u) for u in bad]
+                raise MappingError(f"layer {name!r}: units {names} cannot run this conv "
+                                   f"(groups={layer.groups})")
             one_hot = torch.nn.functional.one_hot(assignment, layer.alpha.shape[0]).T
             layer.alpha.copy_(one_hot.to(layer.alpha) * margin)
