@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Cost report of a model + mapping: `python tasks/cost_report.py model=res20 mapping=io_digital`."""
+"""Cost report: `python tasks/cost_report.py model=res20 mapping=io_digital`."""
 
 import sys
 from pathlib import Path

@@ -9,5 +9,10 @@ from odimo.callbacks.search import (
     load_module_state,
 )
 
-__all__ = ["CostLogger", "FiniteLossGuard", "MappingHandover", "TemperatureSchedule",
-           "load_module_state"]
+__all__ = [
+    "CostLogger",
+    "FiniteLossGuard",
+    "MappingHandover",
+    "TemperatureSchedule",
+    "load_module_state",
+]

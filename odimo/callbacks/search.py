@@ -75,7 +75,9 @@ class CostLogger(L.Callback):
             "cost/latency_hard_ms": hard["latency_ms"],
             "cost/energy_hard_uj": hard["energy_uj"],
             "cost/latency_soft_cycles": float(soft_cost.total_latency_cycles),
-            "cost/energy_soft_uj": float(platform.mw_cycles_to_uj(soft_cost.total_energy_mw_cycles)),
+            "cost/energy_soft_uj": float(
+                platform.mw_cycles_to_uj(soft_cost.total_energy_mw_cycles)
+            ),
             "arch/analog_frac": hard["analog_frac"],
         }
         if layers:
@@ -92,14 +94,21 @@ class CostLogger(L.Callback):
         with path.open("a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(["epoch", "layer", *[f"ch_{u}" for u in platform.unit_names],
-                                 "analog_frac_soft"])
+                writer.writerow(
+                    [
+                        "epoch",
+                        "layer",
+                        *[f"ch_{u}" for u in platform.unit_names],
+                        "analog_frac_soft",
+                    ]
+                )
             for i, name in enumerate(self.network.names):
                 soft = soft_counts[i]
                 frac = float(soft[-1] / soft.sum())
                 fractions.append(frac)
-                writer.writerow([epoch, name, *[int(c) for c in hard_counts[i].tolist()],
-                                 f"{frac:.4f}"])
+                writer.writerow(
+                    [epoch, name, *[int(c) for c in hard_counts[i].tolist()], f"{frac:.4f}"]
+                )
         self.history.append((epoch, fractions))
 
     def plot_heatmap(self, path: str | Path) -> Path | None:
@@ -135,5 +144,7 @@ def load_module_state(pl_module: L.LightningModule, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
         pl_module.load_state_dict(state)
     except (OSError, KeyError, RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot restore ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise CheckpointError(
+            f"{path}: cannot restore ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None

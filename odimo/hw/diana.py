@@ -39,7 +39,9 @@ _UNROLLS = (1.0, 2.0, 4.0, 8.0)
 def digital_cycles(c_d: Tensor, geom: GeometryTable) -> Tensor:
     """Digital-core cycles [L] for `c_d` output channels per layer (soft or whole counts)."""
     spatial = torch.floor((geom.o_x + DIGITAL_PE - 1) / DIGITAL_PE) * geom.o_y
-    compute = ceil_div_ste(c_d / geom.groups, DIGITAL_PE) * geom.c_in * spatial * geom.k_x * geom.k_y
+    compute = (
+        ceil_div_ste(c_d / geom.groups, DIGITAL_PE) * geom.c_in * spatial * geom.k_x * geom.k_y
+    )
     load_store = gate_ste(c_d) * geom.o_x * geom.o_y * (c_d + geom.c_in) / 8
     return compute + load_store
 

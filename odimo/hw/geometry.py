@@ -38,7 +38,7 @@ class LayerGeometry:
 
 
 class GeometryTable:
-    """The geometry of all layers of a network as float tensors of shape [L], for vectorised costs."""
+    """All layers of a network as float tensors of shape [L], for vectorised costs."""
 
     FIELDS = ("c_in", "c_out", "k_x", "k_y", "groups", "o_x", "o_y")
 

@@ -51,7 +51,7 @@ class CostBreakdown:
 
 
 class Platform(ABC):
-    """A chip with several compute units that run disjoint output channels of a layer in parallel."""
+    """A chip whose compute units run disjoint output channels of a layer in parallel."""
 
     name: str
     units: tuple[ComputeUnit, ...]
@@ -70,7 +70,9 @@ class Platform(ABC):
         try:
             return self.unit_names.index(name)
         except ValueError:
-            raise KeyError(f"platform {self.name} has no unit {name!r} ({self.unit_names})") from None
+            raise KeyError(
+                f"platform {self.name} has no unit {name!r} ({self.unit_names})"
+            ) from None
 
     def allowed_units(self, geometry: LayerGeometry | None = None, groups: int = 1) -> list[bool]:
         """Which units may run a layer (grouped convs only on units that support them)."""
@@ -83,7 +85,7 @@ class Platform(ABC):
 
     @abstractmethod
     def latency_cycles(self, unit_cycles: Tensor, soft: bool) -> Tensor:
-        """Per-layer latency [L]: a smooth combination during the search, the exact one if not soft."""
+        """Per-layer latency [L]: smooth during the search, exact when not soft."""
 
     @abstractmethod
     def energy_mw_cycles(self, unit_cycles: Tensor, soft: bool) -> Tensor:
@@ -113,6 +115,6 @@ class Platform(ABC):
 
 
 def counts_from_assignment(assignments: list[Tensor], num_units: int) -> Tensor:
-    """Hard channel counts [L, U] from per-layer unit indices (one long tensor [C_out] per layer)."""
+    """Hard channel counts [L, U] from per-layer unit indices ([C_out] longs per layer)."""
     rows = [torch.bincount(a.long(), minlength=num_units)[:num_units] for a in assignments]
     return torch.stack(rows).to(torch.float32)

@@ -19,8 +19,12 @@ from odimo.nn.conv import hard_mapping
 from odimo.nn.cost import NetworkCost, Regularizer
 
 
-def step_loss(model: nn.Module, batch: tuple[Tensor, Tensor], network: NetworkCost | None = None,
-              regularizer: Regularizer | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def step_loss(
+    model: nn.Module,
+    batch: tuple[Tensor, Tensor],
+    network: NetworkCost | None = None,
+    regularizer: Regularizer | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(total loss, task loss, regularizer loss, logits) of one training batch; no host sync."""
     x, y = batch
     logits = model(x)
@@ -76,7 +80,8 @@ class PhaseModule(L.LightningModule):
         if bool(self.nonfinite):
             raise TrainingDivergedError(
                 f"the training loss became NaN/inf in epoch {self.current_epoch}: lower the "
-                "learning rate or the strength, or check the data; checkpoints so far are kept")
+                "learning rate or the strength, or check the data; checkpoints so far are kept"
+            )
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric) -> None:
         x, y = batch
@@ -93,8 +98,10 @@ class PhaseModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer, scheduler = make_optimizer(parameter_groups(self.model), self.optim_cfg)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
 
 class WarmupModule(PhaseModule):
@@ -112,8 +119,14 @@ class SearchModule(PhaseModule):
         regularizer: strength × cost.
     """
 
-    def __init__(self, model: nn.Module, num_classes: int, optim: dict, network: NetworkCost,
-                 regularizer: Regularizer):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        optim: dict,
+        network: NetworkCost,
+        regularizer: Regularizer,
+    ):
         super().__init__(model, num_classes, optim)
         self.network = network
         self.regularizer = regularizer

@@ -25,8 +25,12 @@ _QUANTIZERS = (Uint7ActPact, Int8WeightPow2, TernaryWeightPerChannel)
 
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Split parameters into network weights, architecture logits α, and quantizer parameters."""
-    quant_ids = {id(p) for m in model.modules() if isinstance(m, _QUANTIZERS)
-                 for p in m.parameters(recurse=False)}
+    quant_ids = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, _QUANTIZERS)
+        for p in m.parameters(recurse=False)
+    }
     groups: dict[str, list[nn.Parameter]] = {g: [] for g in GROUPS}
     for name, param in model.named_parameters():
         if name.endswith(".alpha"):
@@ -77,8 +81,10 @@ class MultiOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         if set(state_dict) != set(self.optimizers):
-            raise ValueError(f"optimizer state has groups {sorted(state_dict)}, "
-                             f"expected {sorted(self.optimizers)}")
+            raise ValueError(
+                f"optimizer state has groups {sorted(state_dict)}, "
+                f"expected {sorted(self.optimizers)}"
+            )
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state_dict[name])
         # load_state_dict replaces the children's group dicts: re-link, or schedulers stop
@@ -96,8 +102,13 @@ class EpochSchedule:
     A plain object (not a lambda) so `LambdaLR.state_dict()` stores it and a resume restores it.
     """
 
-    def __init__(self, milestones: Iterable[int] = (), every: int = 0, gamma: float = 0.1,
-                 cosine_epochs: int = 0):
+    def __init__(
+        self,
+        milestones: Iterable[int] = (),
+        every: int = 0,
+        gamma: float = 0.1,
+        cosine_epochs: int = 0,
+    ):
         self.milestones = sorted(int(m) for m in milestones)
         self.every = int(every)
         self.gamma = float(gamma)
@@ -106,16 +117,19 @@ class EpochSchedule:
     def __call__(self, epoch: int) -> float:
         factor = 1.0
         if self.cosine_epochs > 0:
-            factor *= 0.5 * (1 + math.cos(math.pi * min(epoch, self.cosine_epochs)
-                                          / self.cosine_epochs))
+            factor *= 0.5 * (
+                1 + math.cos(math.pi * min(epoch, self.cosine_epochs) / self.cosine_epochs)
+            )
         steps = sum(1 for m in self.milestones if epoch >= m)
         if self.every > 0:
             steps += epoch // self.every
         return factor * self.gamma**steps
 
 
-def make_optimizer(groups: dict[str, list[nn.Parameter]], cfg: dict,
-                   ) -> tuple[MultiOptimizer, torch.optim.lr_scheduler.LambdaLR]:
+def make_optimizer(
+    groups: dict[str, list[nn.Parameter]],
+    cfg: dict,
+) -> tuple[MultiOptimizer, torch.optim.lr_scheduler.LambdaLR]:
     """One optimizer per parameter group from `cfg[group]` and one LambdaLR over all of them.
 
     `cfg[group]` keys: `name` (sgd | adam | adamw), `lr`, `momentum`, `weight_decay`, and
@@ -133,16 +147,18 @@ def make_optimizer(groups: dict[str, list[nn.Parameter]], cfg: dict,
         name = str(spec.get("name", "sgd")).lower()
         lr, wd = float(spec["lr"]), float(spec.get("weight_decay", 0.0))
         if name == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, momentum=float(spec.get("momentum", 0.0)),
-                                  weight_decay=wd)
+            opt = torch.optim.SGD(
+                params, lr=lr, momentum=float(spec.get("momentum", 0.0)), weight_decay=wd
+            )
         elif name in ("adam", "adamw"):
             cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
             opt = cls(params, lr=lr, weight_decay=wd)
         else:
             raise ConfigError(f"unknown optimizer {name!r} for {group} (sgd, adam, adamw)")
         optimizers[group] = opt
-        schedules.extend(EpochSchedule(**dict(spec.get("schedule") or {}))
-                         for _ in opt.param_groups)
+        schedules.extend(
+            EpochSchedule(**dict(spec.get("schedule") or {})) for _ in opt.param_groups
+        )
     if not optimizers:
         raise ConfigError("no parameter group has a learning rate > 0")
     multi = MultiOptimizer(optimizers)

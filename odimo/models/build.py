@@ -51,8 +51,10 @@ def fold_float_into(quant_model: nn.Module, float_model: nn.Module) -> None:
     for name, layer in quant_layers(quant_model).items():
         src = sources.get(name)
         if not isinstance(src, nn.Conv2d) or src.weight.shape != layer.weight.shape:
-            raise CheckpointError(f"float model has no conv {name!r} of shape "
-                                  f"{tuple(layer.weight.shape)}: it is not the same network")
+            raise CheckpointError(
+                f"float model has no conv {name!r} of shape "
+                f"{tuple(layer.weight.shape)}: it is not the same network"
+            )
         if isinstance(src, Conv2dBN):
             weight, bias = src.folded()
         else:
@@ -65,8 +67,11 @@ def fold_float_into(quant_model: nn.Module, float_model: nn.Module) -> None:
 
 def searchable_names(model: nn.Module) -> list[str]:
     """Names of the convs whose mapping is free (not fixed by the architecture), any form."""
-    return [n for n, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and getattr(m, "searchable", False)]
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and getattr(m, "searchable", False)
+    ]
 
 
 @torch.no_grad()
@@ -78,13 +83,15 @@ def to_mapped(model: nn.Module, platform: Platform, mapping: Mapping | None = No
     if mapping is None:
         mapping = model_mapping(model, platform)
     mapped = build_model(model.spec, "mapped", platform).to(next(model.parameters()).device)
-    state = {k: v for k, v in model.state_dict().items()
-             if not k.endswith((".alpha", ".temperature"))}
+    state = {
+        k: v for k, v in model.state_dict().items() if not k.endswith((".alpha", ".temperature"))
+    }
     missing, unexpected = mapped.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(".assignment")]
     if missing or unexpected:
-        raise CheckpointError(f"cannot convert to mapped form: missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}")
+        raise CheckpointError(
+            f"cannot convert to mapped form: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     apply_mapping(mapped, mapping)
     return mapped
 

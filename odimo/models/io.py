@@ -34,8 +34,11 @@ def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
         "spec": {**asdict(model.spec), "input_size": list(model.spec.input_size)},
         "platform": platform.name,
         "mapping": mapping.to_json(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()
-                       if not k.endswith((".alpha", ".temperature"))},
+        "state_dict": {
+            k: v.detach().cpu()
+            for k, v in model.state_dict().items()
+            if not k.endswith((".alpha", ".temperature"))
+        },
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
@@ -49,8 +52,10 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an odimo mapped model (format {FORMAT!r})")
     try:
@@ -60,13 +65,15 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
         model = build_model(spec, "mapped", platform)
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         first_line = (str(err).splitlines() or [""])[0]
-        raise CheckpointError(f"{path} is not a valid odimo mapped model "
-                              f"({type(err).__name__}: {first_line})") from None
+        raise CheckpointError(
+            f"{path} is not a valid odimo mapped model ({type(err).__name__}: {first_line})"
+        ) from None
     try:
         mapping = Mapping.from_json(payload["mapping"], source=str(path))
         apply_mapping(model, mapping)
         model.load_state_dict(payload["state_dict"], strict=True)
     except (KeyError, RuntimeError, MappingError) as err:
-        raise CheckpointError(f"{path} does not fit a {spec.name} model: "
-                              f"{(str(err).splitlines() or [''])[0]}") from None
+        raise CheckpointError(
+            f"{path} does not fit a {spec.name} model: {(str(err).splitlines() or [''])[0]}"
+        ) from None
     return model, platform, mapping

@@ -10,8 +10,21 @@ from torch import Tensor, nn
 from odimo.models.ops import FloatOps, QuantOps
 
 #: (output channels, stride) of the 13 depthwise-separable blocks at width x0.25.
-MBV1_025_BLOCKS = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1),
-                   (128, 1), (128, 1), (128, 1), (256, 2), (256, 1)]
+MBV1_025_BLOCKS = [
+    (16, 1),
+    (32, 2),
+    (32, 1),
+    (64, 2),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (128, 1),
+    (128, 1),
+    (128, 1),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+]
 
 
 class DepthwiseSeparable(nn.Module):
@@ -20,8 +33,9 @@ class DepthwiseSeparable(nn.Module):
     def __init__(self, ops: FloatOps | QuantOps, c_in: int, c_out: int, stride: int):
         super().__init__()
         self.depth_act = ops.act()
-        self.depth = ops.conv(c_in, c_in, 3, stride, groups=c_in, act=self.depth_act,
-                              searchable=False)
+        self.depth = ops.conv(
+            c_in, c_in, 3, stride, groups=c_in, act=self.depth_act, searchable=False
+        )
         self.point_act = ops.act()
         self.point = ops.conv(c_in, c_out, 1, 1, act=self.point_act)
 
@@ -36,13 +50,20 @@ class MobileNetV1(nn.Module):
     stride-1 input conv so that small images keep some spatial extent.
     """
 
-    def __init__(self, ops: FloatOps | QuantOps, input_size: tuple[int, int, int],
-                 num_classes: int, stem_channels: int = 8, blocks=tuple(MBV1_025_BLOCKS)):
+    def __init__(
+        self,
+        ops: FloatOps | QuantOps,
+        input_size: tuple[int, int, int],
+        num_classes: int,
+        stem_channels: int = 8,
+        blocks=tuple(MBV1_025_BLOCKS),
+    ):
         super().__init__()
         stem_stride = 2 if min(input_size[1:]) >= 32 else 1
         self.input_act = ops.input_act()
-        self.input_layer = ops.conv(input_size[0], stem_channels, 3, stem_stride,
-                                    act=self.input_act, searchable=False)
+        self.input_layer = ops.conv(
+            input_size[0], stem_channels, 3, stem_stride, act=self.input_act, searchable=False
+        )
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         c = stem_channels
         for i, (width, stride) in enumerate(blocks, start=1):

@@ -32,8 +32,17 @@ class FloatOps:
     def act(self) -> nn.Module:
         return nn.ReLU()
 
-    def conv(self, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, *,
-             act: nn.Module, searchable: bool = True) -> nn.Module:
+    def conv(
+        self,
+        c_in: int,
+        c_out: int,
+        k: int,
+        stride: int = 1,
+        groups: int = 1,
+        *,
+        act: nn.Module,
+        searchable: bool = True,
+    ) -> nn.Module:
         layer = Conv2dBN(c_in, c_out, k, stride, groups=groups)
         layer.searchable = searchable
         return layer
@@ -69,8 +78,17 @@ class QuantOps:
     def act(self) -> nn.Module:
         return Uint7ActPact(ACT_CLIP)
 
-    def conv(self, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, *,
-             act: nn.Module, searchable: bool = True) -> nn.Module:
+    def conv(
+        self,
+        c_in: int,
+        c_out: int,
+        k: int,
+        stride: int = 1,
+        groups: int = 1,
+        *,
+        act: nn.Module,
+        searchable: bool = True,
+    ) -> nn.Module:
         allowed = self.platform.allowed_units(groups=groups)
         kwargs = dict(platform=self.platform, input_quant=act)
         if self.search and searchable and sum(allowed) >= 2:

@@ -44,8 +44,14 @@ class ResNet(nn.Module):
     downsample`, `fc`.
     """
 
-    def __init__(self, ops: FloatOps | QuantOps, in_channels: int, num_classes: int,
-                 stem_channels: int, stages: list[tuple[int, int, int]]):
+    def __init__(
+        self,
+        ops: FloatOps | QuantOps,
+        in_channels: int,
+        num_classes: int,
+        stem_channels: int,
+        stages: list[tuple[int, int, int]],
+    ):
         super().__init__()
         self.input_act = ops.input_act()
         self.conv1 = ops.conv(in_channels, stem_channels, 3, 1, act=self.input_act)
@@ -72,5 +78,6 @@ def res20(ops: FloatOps | QuantOps, input_size: tuple[int, int, int], num_classe
 
 def res18(ops: FloatOps | QuantOps, input_size: tuple[int, int, int], num_classes: int) -> ResNet:
     """ResNet18 with the 64x64 head (3x3 stride-1 stem, no max-pool)."""
-    return ResNet(ops, input_size[0], num_classes, 64,
-                  [(64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)])
+    return ResNet(
+        ops, input_size[0], num_classes, 64, [(64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)]
+    )

@@ -50,8 +50,12 @@ def _max_digital_channels(g: LayerGeometry, platform: Platform, d: int, a: int) 
     return int(fits.max())
 
 
-def baseline_assignments(name: str, geometry: list[LayerGeometry], platform: Platform,
-                         searchable: Iterable[str] | None = None) -> dict[str, list[int]]:
+def baseline_assignments(
+    name: str,
+    geometry: list[LayerGeometry],
+    platform: Platform,
+    searchable: Iterable[str] | None = None,
+) -> dict[str, list[int]]:
     """Per-channel unit indices of every layer under the named baseline."""
     if name not in BASELINES:
         raise ConfigError(f"unknown baseline {name!r} (choose from: {', '.join(BASELINES)})")
@@ -82,8 +86,12 @@ def baseline_assignments(name: str, geometry: list[LayerGeometry], platform: Pla
     return out
 
 
-def baseline_mapping(name: str, geometry: list[LayerGeometry], platform: Platform,
-                     searchable: Iterable[str] | None = None) -> Mapping:
+def baseline_mapping(
+    name: str,
+    geometry: list[LayerGeometry],
+    platform: Platform,
+    searchable: Iterable[str] | None = None,
+) -> Mapping:
     """The named baseline as a `Mapping` (layers in execution order)."""
     layers = baseline_assignments(name, geometry, platform, searchable)
     return Mapping(platform.name, platform.unit_names, {k: tuple(v) for k, v in layers.items()})

@@ -30,10 +30,23 @@ ALPHA_INIT = 0.01
 class Conv2dBN(nn.Conv2d):
     """Float conv followed by BatchNorm, as one module carrying the conv's name (for folding)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
-                         groups=groups, bias=False)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=groups,
+            bias=False,
+        )
         self.bn = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -54,10 +67,26 @@ class Conv2dBN(nn.Conv2d):
 class QuantConv2d(nn.Conv2d):
     """Base of the quantized convs: per-unit weight quantizers, a 16-bit bias, a mix over units."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1, *, platform: Platform, input_quant: Uint7ActPact):
-        super().__init__(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
-                         groups=groups, bias=True)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        *,
+        platform: Platform,
+        input_quant: Uint7ActPact,
+    ):
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=groups,
+            bias=True,
+        )
         self.platform = platform
         self.input_quant = input_quant
         self.weight_quants = nn.ModuleList(
@@ -130,8 +159,9 @@ class SearchConv2d(QuantConv2d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.alpha = nn.Parameter(torch.full((self.platform.num_units, self.out_channels),
-                                             ALPHA_INIT))
+        self.alpha = nn.Parameter(
+            torch.full((self.platform.num_units, self.out_channels), ALPHA_INIT)
+        )
         self.register_buffer("temperature", torch.tensor(1.0))
         self.hard = False
 
@@ -158,8 +188,9 @@ class MappedConv2d(QuantConv2d):
         if assignment is None:
             assignment = torch.zeros(self.out_channels, dtype=torch.long)
         self.register_buffer("assignment", torch.zeros(self.out_channels, dtype=torch.long))
-        self.register_buffer("mask", torch.zeros(self.platform.num_units, self.out_channels),
-                             persistent=False)
+        self.register_buffer(
+            "mask", torch.zeros(self.platform.num_units, self.out_channels), persistent=False
+        )
         self.set_assignment(assignment)
 
     @torch.no_grad()
@@ -167,13 +198,16 @@ class MappedConv2d(QuantConv2d):
         """Freeze a new mapping; checks shape and that each unit may run this conv."""
         assignment = torch.as_tensor(assignment, dtype=torch.long).to(self.assignment.device)
         if assignment.shape != (self.out_channels,):
-            raise ValueError(f"assignment must have shape ({self.out_channels},), "
-                             f"got {tuple(assignment.shape)}")
+            raise ValueError(
+                f"assignment must have shape ({self.out_channels},), got {tuple(assignment.shape)}"
+            )
         used = sorted(set(assignment.tolist()))
         bad = [u for u in used if u not in self.allowed_units]
         if bad:
-            names = [self.platform.unit_names[u] if 0 <= u < self.platform.num_units else str(u)
-                     for u in bad]
+            names = [
+                self.platform.unit_names[u] if 0 <= u < self.platform.num_units else str(u)
+                for u in bad
+            ]
             raise ValueError(f"units {names} cannot run this conv (groups={self.groups})")
         self.assignment.copy_(assignment)
         self.mask.copy_(F.one_hot(assignment, self.platform.num_units).T.to(self.mask.dtype))

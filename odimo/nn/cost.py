@@ -34,8 +34,10 @@ class NetworkCost:
         for g in self.geometry:
             layer = modules[g.name]
             if not isinstance(layer, QuantConv2d):
-                raise ConfigError(f"layer {g.name} is a {type(layer).__name__}, not a quantized "
-                                  "conv: build the model in 'search' or 'mapped' form")
+                raise ConfigError(
+                    f"layer {g.name} is a {type(layer).__name__}, not a quantized "
+                    "conv: build the model in 'search' or 'mapped' form"
+                )
             self.layers.append(layer)
         self.names = [g.name for g in self.geometry]
         self._tables: dict[tuple, GeometryTable] = {}
@@ -136,7 +138,8 @@ class NoRegularizer(Regularizer):
 
 
 REGULARIZERS: dict[str, type[Regularizer]] = {
-    r.name: r for r in (LatencyRegularizer, EnergyRegularizer, NaiveEnergyRegularizer, NoRegularizer)
+    r.name: r
+    for r in (LatencyRegularizer, EnergyRegularizer, NaiveEnergyRegularizer, NoRegularizer)
 }
 
 

@@ -78,7 +78,7 @@ class Mapping:
     def from_json(cls, data: dict, source: str = "mapping") -> Mapping:
         """Parse and check the file's own consistency (not yet against a network)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise MappingError(f"{source}: not an odimo mapping (expected \"format\": \"{FORMAT}\")")
+            raise MappingError(f'{source}: not an odimo mapping (expected "format": "{FORMAT}")')
         try:
             units = tuple(str(u) for u in data["units"])
             layers: dict[str, tuple[int, ...]] = {}
@@ -87,11 +87,14 @@ class Mapping:
                 if name in layers:
                     raise MappingError(f"{source}: layer {name!r} appears twice")
                 if "c_out" in entry and int(entry["c_out"]) != len(assignment):
-                    raise MappingError(f"{source}: layer {name!r} has c_out {entry['c_out']} "
-                                       f"but {len(assignment)} assignments")
+                    raise MappingError(
+                        f"{source}: layer {name!r} has c_out {entry['c_out']} "
+                        f"but {len(assignment)} assignments"
+                    )
                 if any(a < 0 or a >= len(units) for a in assignment):
-                    raise MappingError(f"{source}: layer {name!r} uses a unit index outside "
-                                       f"0..{len(units) - 1}")
+                    raise MappingError(
+                        f"{source}: layer {name!r} uses a unit index outside 0..{len(units) - 1}"
+                    )
                 layers[name] = assignment
             mapping = cls(platform=str(data["platform"]), units=units, layers=layers)
             for entry in data["layers"]:
@@ -99,8 +102,10 @@ class Mapping:
                 if declared is not None:
                     actual = dict(zip(units, mapping.counts(entry["name"]), strict=True))
                     if {k: int(v) for k, v in declared.items()} != actual:
-                        raise MappingError(f"{source}: layer {entry['name']!r} declares channels "
-                                           f"{declared} but its assignment gives {actual}")
+                        raise MappingError(
+                            f"{source}: layer {entry['name']!r} declares channels "
+                            f"{declared} but its assignment gives {actual}"
+                        )
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise MappingError(f"{source}: malformed mapping JSON ({err!r})") from None
         return mapping
@@ -119,8 +124,10 @@ class Mapping:
     def check(self, geometry: list[LayerGeometry], platform: Platform) -> None:
         """Raise MappingError unless this mapping fits the network and the platform exactly."""
         if self.platform != platform.name or self.units != platform.unit_names:
-            raise MappingError(f"mapping is for {self.platform} {list(self.units)}, the network "
-                               f"for {platform.name} {list(platform.unit_names)}")
+            raise MappingError(
+                f"mapping is for {self.platform} {list(self.units)}, the network "
+                f"for {platform.name} {list(platform.unit_names)}"
+            )
         names = [g.name for g in geometry]
         missing = [n for n in names if n not in self.layers]
         extra = [n for n in self.layers if n not in names]
@@ -133,12 +140,16 @@ class Mapping:
             raise MappingError("mapping does not fit the network: " + "; ".join(parts))
         for g in geometry:
             if len(self.layers[g.name]) != g.c_out:
-                raise MappingError(f"mapping gives layer {g.name!r} {len(self.layers[g.name])} "
-                                   f"channels, the network has {g.c_out}")
+                raise MappingError(
+                    f"mapping gives layer {g.name!r} {len(self.layers[g.name])} "
+                    f"channels, the network has {g.c_out}"
+                )
             allowed = platform.allowed_units(g)
             bad = {self.units[a] for a in self.layers[g.name] if not allowed[a]}
             if bad:
-                raise MappingError(f"layer {g.name!r} (groups={g.groups}) cannot run on {sorted(bad)}")
+                raise MappingError(
+                    f"layer {g.name!r} (groups={g.groups}) cannot run on {sorted(bad)}"
+                )
 
     def ordered(self, names: list[str]) -> Mapping:
         """The same mapping with its layers in the given (execution) order."""
@@ -179,8 +190,10 @@ def apply_mapping(model: nn.Module, mapping: Mapping, margin: float = 1.0) -> No
     for name, layer in layers.items():
         assignment = torch.tensor(mapping.layers[name], dtype=torch.long)
         if len(assignment) != layer.out_channels:
-            raise MappingError(f"mapping gives layer {name!r} {len(assignment)} channels, "
-                               f"the network has {layer.out_channels}")
+            raise MappingError(
+                f"mapping gives layer {name!r} {len(assignment)} channels, "
+                f"the network has {layer.out_channels}"
+            )
         if isinstance(layer, MappedConv2d):
             try:
                 layer.set_assignment(assignment)
@@ -189,9 +202,12 @@ def apply_mapping(model: nn.Module, mapping: Mapping, margin: float = 1.0) -> No
         elif isinstance(layer, SearchConv2d):
             bad = sorted(set(assignment.tolist()) - set(layer.allowed_units))
             if bad:  # α would be masked there: the argmax would silently differ from the mapping
-                names = [layer.platform.unit_names[u] if 0 <= u < layer.platform.num_units
-                         else str(u) for u in bad]
-                raise MappingError(f"layer {name!r}: units {names} cannot run this conv "
-                                   f"(groups={layer.groups})")
+                names = [
+                    layer.platform.unit_names[u] if 0 <= u < layer.platform.num_units else str(u)
+                    for u in bad
+                ]
+                raise MappingError(
+                    f"layer {name!r}: units {names} cannot run this conv (groups={layer.groups})"
+                )
             one_hot = torch.nn.functional.one_hot(assignment, layer.alpha.shape[0]).T
             layer.alpha.copy_(one_hot.to(layer.alpha) * margin)

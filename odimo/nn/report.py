@@ -10,9 +10,16 @@ from odimo.hw.platform import Platform
 from odimo.nn.mapping import Mapping
 
 
-def cost_report(geometry: list[LayerGeometry], mapping: Mapping, platform: Platform, *,
-                model: str, dataset: str, input_size: list[int] | tuple[int, ...],
-                mapping_label: str) -> dict:
+def cost_report(
+    geometry: list[LayerGeometry],
+    mapping: Mapping,
+    platform: Platform,
+    *,
+    model: str,
+    dataset: str,
+    input_size: list[int] | tuple[int, ...],
+    mapping_label: str,
+) -> dict:
     """Hard costs of every layer (execution order) and of the network, as the report's JSON.
 
     Keys per layer: geometry, `ch_<unit>`, `cycles_<unit>`, `latency_cycles`,
@@ -49,11 +56,14 @@ def cost_report(geometry: list[LayerGeometry], mapping: Mapping, platform: Platf
 
 def format_report(report: dict, unit_names: tuple[str, ...] = ("digital", "analog")) -> str:
     """The report as a fixed-width text table (one row per layer, then totals)."""
-    head = f"{'layer':34s} {'geometry':>24s} " + " ".join(f"{'ch_' + u[:3]:>7s}" for u in unit_names)
+    head = f"{'layer':34s} {'geometry':>24s} " + " ".join(
+        f"{'ch_' + u[:3]:>7s}" for u in unit_names
+    )
     head += " " + " ".join(f"{'cyc_' + u[:3]:>11s}" for u in unit_names) + f" {'latency':>11s}"
     lines = [head, "-" * len(head)]
     for r in report["layers"]:
-        geo = f"{r['c_in']}->{r['c_out']} {r['k_x']}/{r['stride']}/{r['groups']} @{r['o_x']}x{r['o_y']}"
+        geo = f"{r['c_in']}->{r['c_out']} {r['k_x']}/{r['stride']}/{r['groups']}"
+        geo += f" @{r['o_x']}x{r['o_y']}"
         line = f"{r['name'][:34]:34s} {geo:>24s} "
         line += " ".join(f"{r['ch_' + u]:7d}" for u in unit_names) + " "
         line += " ".join(f"{r['cycles_' + u]:11.1f}" for u in unit_names)

@@ -18,16 +18,20 @@ class _PactFloor(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, clip: Tensor, scale: Tensor) -> Tensor:
         ctx.save_for_backward(x, clip)
-        return torch.floor(torch.minimum(x.clamp(min=0.0), clip) * scale) / scale
+        # one new tensor, then in place: the same values as floor(min(max(x, 0), a)·sf)/sf
+        out = torch.clamp(x, min=torch.zeros_like(clip), max=clip)
+        return out.mul_(scale).floor_().div_(scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, clip = ctx.saved_tensors
         above = x >= clip
-        grad_x = grad * ((x > 0) & ~above)
+        inside = (x > 0).logical_and_(above.logical_not())
+        # where() instead of grad·mask: no float copy of the mask (equal for every finite grad)
+        grad_x = torch.where(inside, grad, 0.0)
         grad_clip = None
         if ctx.needs_input_grad[1]:
-            grad_clip = torch.where(above, grad, torch.zeros_like(grad)).sum().reshape(clip.shape)
+            grad_clip = torch.where(above, grad, 0.0).sum().reshape(clip.shape)
         return grad_x, grad_clip, None
 
 

@@ -22,8 +22,10 @@ def resolve_mapping(choice: str, geometry, platform, searchable) -> tuple[Mappin
     if not choice.endswith(".json") and not Path(choice).exists():
         from odimo.errors import MappingError
 
-        raise MappingError(f"unknown mapping {choice!r}: give a baseline "
-                           f"({', '.join(BASELINES)}) or the path of a mapping JSON")
+        raise MappingError(
+            f"unknown mapping {choice!r}: give a baseline "
+            f"({', '.join(BASELINES)}) or the path of a mapping JSON"
+        )
     return Mapping.load(choice), str(choice)
 
 
@@ -33,10 +35,16 @@ def run(cfg: DictConfig) -> dict:
     spec = ModelSpec(cfg.model.name, tuple(cfg.dataset.input_size), int(cfg.dataset.num_classes))
     model = build_model(spec, "float")
     geometry = record_geometry(model, spec.input_size)
-    mapping, label = resolve_mapping(str(cfg.mapping), geometry, platform,
-                                     searchable_names(model))
-    report = cost_report(geometry, mapping, platform, model=spec.name, dataset=cfg.dataset.name,
-                         input_size=spec.input_size, mapping_label=label)
+    mapping, label = resolve_mapping(str(cfg.mapping), geometry, platform, searchable_names(model))
+    report = cost_report(
+        geometry,
+        mapping,
+        platform,
+        model=spec.name,
+        dataset=cfg.dataset.name,
+        input_size=spec.input_size,
+        mapping_label=label,
+    )
     print(format_report(report, platform.unit_names))
     if cfg.output:
         Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    ModelCheckpoint,
+    RichProgressBar,
+    TQDMProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,15 +40,24 @@ def make_loggers(cfg: DictConfig, phase_dir: Path, phase: str, job_name: str) ->
     loggers: list = [CSVLogger(save_dir=str(phase_dir), name="csv")]
     if cfg.logger.wandb.enabled:
         try:
-            from lightning.pytorch.loggers import WandbLogger
             import wandb  # noqa: F401
+            from lightning.pytorch.loggers import WandbLogger
         except ImportError:
-            raise ConfigError("logger=wandb needs the wandb package: pip install -e .[wandb]") from None
-        loggers.append(WandbLogger(
-            project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity,
-            group=str(cfg.logger.wandb.group), job_type=phase, name=f"{job_name}/{phase}",
-            tags=list(cfg.logger.wandb.tags), save_dir=str(phase_dir),
-            config=OmegaConf.to_container(cfg, resolve=True)))
+            raise ConfigError(
+                "logger=wandb needs the wandb package: pip install -e .[wandb]"
+            ) from None
+        loggers.append(
+            WandbLogger(
+                project=cfg.logger.wandb.project,
+                entity=cfg.logger.wandb.entity,
+                group=str(cfg.logger.wandb.group),
+                job_type=phase,
+                name=f"{job_name}/{phase}",
+                tags=list(cfg.logger.wandb.tags),
+                save_dir=str(phase_dir),
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
+        )
     return loggers
 
 
@@ -57,21 +71,39 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
-def fit_phase(cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule,
-              phase_dir: Path, phase: str, phase_cfg: DictConfig, job_name: str,
-              callbacks: list[L.Callback] = ()) -> L.Trainer:
+def fit_phase(
+    cfg: DictConfig,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    phase_dir: Path,
+    phase: str,
+    phase_cfg: DictConfig,
+    job_name: str,
+    callbacks: list[L.Callback] = (),
+) -> L.Trainer:
     """Train a phase, resuming from `last.ckpt` if a previous attempt left one.
 
     Checkpoints and early stopping follow `module.monitor` (the deployed network's accuracy).
     At the end the best checkpoint's weights are loaded into `module`.
     """
     ckpt_dir = phase_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=module.monitor,
-                                 mode="max", enable_version_counter=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=module.monitor,
+        mode="max",
+        enable_version_counter=False,
+    )
     # `save_last=True` refreshes last.ckpt only when a new best is saved; resuming must continue
     # from the latest epoch, so a second callback writes last.ckpt after every epoch.
-    latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
-                             every_n_epochs=1, enable_version_counter=False)
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        enable_version_counter=False,
+    )
     extra: list[L.Callback] = [checkpoint, latest, FiniteLossGuard(cfg.callbacks.nonfinite_every)]
     if int(phase_cfg.patience) > 0:
         extra.append(EarlyStopping(module.monitor, mode="max", patience=int(phase_cfg.patience)))
@@ -91,8 +123,10 @@ def fit_phase(cfg: DictConfig, module: L.LightningModule, datamodule: L.Lightnin
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     except (KeyError, RuntimeError, EOFError) as err:
         if resume and "checkpoint" in str(err).lower() + type(err).__name__.lower():
-            raise CheckpointError(f"{last}: cannot resume ({str(err).splitlines()[0]}); "
-                                  "delete it to restart the phase") from None
+            raise CheckpointError(
+                f"{last}: cannot resume ({str(err).splitlines()[0]}); "
+                "delete it to restart the phase"
+            ) from None
         raise
     finally:
         if cfg.logger.wandb.enabled:
@@ -128,7 +162,9 @@ def load_state(path: Path, module: torch.nn.Module) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         module.load_state_dict(payload["state_dict"])
     except Exception as err:  # noqa: BLE001 - any failure means the file cannot be used
-        raise CheckpointError(f"{path}: cannot load ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}); delete it to "
-                              "recompute that phase") from None
+        raise CheckpointError(
+            f"{path}: cannot load ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); delete it to "
+            "recompute that phase"
+        ) from None
     return payload.get("info", {})

@@ -27,8 +27,11 @@ def print_config(cfg: DictConfig) -> None:
     tree = Tree("config", guide_style="dim")
     for key, value in cfg.items():
         node = tree.add(f"[bold]{key}")
-        node.add(OmegaConf.to_yaml(value, resolve=True).strip() if OmegaConf.is_config(value)
-                 else str(value))
+        node.add(
+            OmegaConf.to_yaml(value, resolve=True).strip()
+            if OmegaConf.is_config(value)
+            else str(value)
+        )
     rprint(tree)
 
 
@@ -38,8 +41,9 @@ def evaluate(cfg: DictConfig, module: L.LightningModule, datamodule) -> dict[str
     for key in ("strategy", "sync_batchnorm"):
         trainer_cfg.pop(key, None)
     trainer_cfg["devices"] = 1
-    trainer = L.Trainer(**trainer_cfg, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False)
+    trainer = L.Trainer(
+        **trainer_cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
     out = dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
     out.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     return {k: float(v) for k, v in out.items()}
@@ -55,35 +59,43 @@ def reference_costs(network: NetworkCost) -> dict[str, dict[str, float]]:
         mapping = baseline_mapping(name, geometry, platform, free)
         cost = platform.evaluate(mapping.counts_tensor(network.names), table)
         latency, energy = float(cost.total_latency_cycles), float(cost.total_energy_mw_cycles)
-        out[name] = {"latency_ms": float(platform.cycles_to_ms(latency)),
-                     "energy_uj": float(platform.mw_cycles_to_uj(energy))}
+        out[name] = {
+            "latency_ms": float(platform.cycles_to_ms(latency)),
+            "energy_uj": float(platform.mw_cycles_to_uj(energy)),
+        }
     return out
 
 
-def final_metrics(cfg: DictConfig, run_dir: Path, module, datamodule, platform, spec, start: float,
-                  kind: str) -> dict:
+def final_metrics(
+    cfg: DictConfig, run_dir: Path, module, datamodule, platform, spec, start: float, kind: str
+) -> dict:
     """Evaluate, write metrics.json and the mapping picture, print the summary."""
     datamodule = datamodule if datamodule is not None else module.trainer.datamodule
     scores = evaluate(cfg, module, datamodule)
     metrics: dict = {
         "kind": kind,
         "baseline": str(cfg.baseline.name) if kind == "baseline" else None,
-        "model": spec.name, "dataset": str(cfg.dataset.name), "reg": str(cfg.reg.name),
-        "strength": float(cfg.strength) if kind == "search" else 0.0, "seed": int(cfg.seed),
+        "model": spec.name,
+        "dataset": str(cfg.dataset.name),
+        "reg": str(cfg.reg.name),
+        "strength": float(cfg.strength) if kind == "search" else 0.0,
+        "seed": int(cfg.seed),
         "phases": [str(p) for p in cfg.phases],
     }
     metrics.update({f"final/{k}": v for k, v in scores.items()})
     if kind != "float":
         network = NetworkCost(module.model, platform, spec.input_size)
         cost = network.summary(soft=False)
-        metrics.update({
-            "final/cost/latency_hard_cycles": cost["latency_cycles"],
-            "final/cost/latency_hard_ms": cost["latency_ms"],
-            "final/cost/energy_hard_mw_cycles": cost["energy_mw_cycles"],
-            "final/cost/energy_hard_uj": cost["energy_uj"],
-            "final/arch/analog_frac": cost["analog_frac"],
-            "reference": reference_costs(network),
-        })
+        metrics.update(
+            {
+                "final/cost/latency_hard_cycles": cost["latency_cycles"],
+                "final/cost/latency_hard_ms": cost["latency_ms"],
+                "final/cost/energy_hard_mw_cycles": cost["energy_mw_cycles"],
+                "final/cost/energy_hard_uj": cost["energy_uj"],
+                "final/arch/analog_frac": cost["analog_frac"],
+                "reference": reference_costs(network),
+            }
+        )
         if cfg.callbacks.plots:
             plot_final_mapping(network, run_dir / "mapping_bars.png")
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
@@ -102,16 +114,20 @@ def plot_final_mapping(network: NetworkCost, path: Path) -> None:
 
 def print_summary(metrics: dict, run_dir: Path) -> None:
     """A few lines: accuracy, latency and energy, next to all-digital and all-analog."""
-    lines = [f"run: {run_dir}  ({metrics['kind']}, {metrics['model']} on {metrics['dataset']}, "
-             f"reg={metrics['reg']} strength={metrics['strength']:g}, "
-             f"{metrics['wall_time_s']:.0f} s)"]
+    lines = [
+        f"run: {run_dir}  ({metrics['kind']}, {metrics['model']} on {metrics['dataset']}, "
+        f"reg={metrics['reg']} strength={metrics['strength']:g}, "
+        f"{metrics['wall_time_s']:.0f} s)"
+    ]
     for key in ("final/test/acc_hard", "final/val/acc_hard", "final/test/acc_float"):
         if key in metrics:
             lines.append(f"  {key:30s} {metrics[key]:.4f}")
     if "final/cost/latency_hard_ms" in metrics:
-        lines.append(f"  {'latency (ms)':30s} {metrics['final/cost/latency_hard_ms']:.4f}   "
-                     f"energy (µJ) {metrics['final/cost/energy_hard_uj']:.4f}   analog channels "
-                     f"{100 * metrics['final/arch/analog_frac']:.1f} %")
+        lines.append(
+            f"  {'latency (ms)':30s} {metrics['final/cost/latency_hard_ms']:.4f}   "
+            f"energy (µJ) {metrics['final/cost/energy_hard_uj']:.4f}   analog channels "
+            f"{100 * metrics['final/arch/analog_frac']:.1f} %"
+        )
         for name, ref in metrics["reference"].items():
             lines.append(f"  {name:30s} {ref['latency_ms']:.4f} ms   {ref['energy_uj']:.4f} µJ")
     print("\n".join(lines))

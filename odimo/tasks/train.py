@@ -29,12 +29,18 @@ from odimo.callbacks import CostLogger, MappingHandover, TemperatureSchedule
 from odimo.errors import ConfigError, OdimoError
 from odimo.hw import get_platform
 from odimo.lit import FinetuneModule, SearchModule, WarmupModule
-from odimo.models import ModelSpec, build_model, fold_float_into, save_mapped, searchable_names
-from odimo.models import to_mapped
+from odimo.models import (
+    ModelSpec,
+    build_model,
+    fold_float_into,
+    save_mapped,
+    searchable_names,
+    to_mapped,
+)
 from odimo.nn import NetworkCost, apply_mapping, make_regularizer, model_mapping
 from odimo.nn.baselines import baseline_mapping
 from odimo.tasks.phases import fit_phase, load_state, save_state, warmup_key
-from odimo.tasks.summary import final_metrics, print_config, print_summary
+from odimo.tasks.summary import final_metrics, print_config
 
 PHASES = ("warmup", "search", "finetune", "baseline")
 
@@ -84,7 +90,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     print_config(cfg)
     platform = get_platform(str(cfg.platform))
-    spec = ModelSpec(str(cfg.model.name), tuple(cfg.dataset.input_size), int(cfg.dataset.num_classes))
+    spec = ModelSpec(
+        str(cfg.model.name), tuple(cfg.dataset.input_size), int(cfg.dataset.num_classes)
+    )
     datamodule = instantiate(cfg.dataset.datamodule)
     job = run_dir.name
     float_model, warm = warmup(cfg, spec, datamodule, run_dir, "warmup" in phases, job)
@@ -94,8 +102,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         model = build_model(spec, "mapped", platform)
         fold_float_into(model, float_model)
         geometry = NetworkCost(model, platform, spec.input_size).geometry
-        mapping = baseline_mapping(str(cfg.baseline.name), geometry, platform,
-                                   searchable_names(model))
+        mapping = baseline_mapping(
+            str(cfg.baseline.name), geometry, platform, searchable_names(model)
+        )
         apply_mapping(model, mapping)
         mapping.save(run_dir / "mapping.json")
         module = train_mapped(cfg, model, spec, datamodule, run_dir / "baseline", "baseline", job)
@@ -103,21 +112,25 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     else:
         module = search(cfg, spec, platform, float_model, datamodule, run_dir, job)
         model = to_mapped(module.model, platform)
-        module = FinetuneModule(model, spec.num_classes, OmegaConf.to_container(cfg.finetune.optim, resolve=True))
+        module = FinetuneModule(
+            model, spec.num_classes, OmegaConf.to_container(cfg.finetune.optim, resolve=True)
+        )
         if "finetune" in phases:
-            module = train_mapped(cfg, model, spec, datamodule, run_dir / "finetune", "finetune",
-                                  job)
+            module = train_mapped(
+                cfg, model, spec, datamodule, run_dir / "finetune", "finetune", job
+            )
         kind = "search"
     save_mapped(run_dir / "final" / "model.pt", module.model, platform)
     return final_metrics(cfg, run_dir, module, datamodule, platform, spec, start, kind=kind)
 
 
-def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed: bool,
-           job: str):
+def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed: bool, job: str):
     """The float warm-up of this recipe: loaded from the cache, or trained once and cached."""
     cache = Path(cfg.paths.cache_dir) / "warmup" / warmup_key(cfg)
     model = build_model(spec, "float")
-    module = WarmupModule(model, spec.num_classes, OmegaConf.to_container(cfg.warmup.optim, resolve=True))
+    module = WarmupModule(
+        model, spec.num_classes, OmegaConf.to_container(cfg.warmup.optim, resolve=True)
+    )
     result = cache / "float.pt"
     if (cache / "DONE").is_file():
         info = load_state(result, model)
@@ -135,23 +148,31 @@ def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed:
     return model, module
 
 
-def search(cfg: DictConfig, spec: ModelSpec, platform, float_model, datamodule, run_dir: Path,
-           job: str) -> SearchModule:
+def search(
+    cfg: DictConfig, spec: ModelSpec, platform, float_model, datamodule, run_dir: Path, job: str
+) -> SearchModule:
     """ODiMO search from the folded warm-up; returns the module with the best hard weights."""
     phase_dir = run_dir / "search"
     model = build_model(spec, "search", platform)
     fold_float_into(model, float_model)
     network = NetworkCost(model, platform, spec.input_size)
     regularizer = make_regularizer(str(cfg.reg.name), float(cfg.strength))
-    module = SearchModule(model, spec.num_classes, OmegaConf.to_container(cfg.search.optim, resolve=True),
-                          network, regularizer)
+    module = SearchModule(
+        model,
+        spec.num_classes,
+        OmegaConf.to_container(cfg.search.optim, resolve=True),
+        network,
+        regularizer,
+    )
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
         return module
     cost_logger = CostLogger(network, phase_dir)
-    callbacks = [TemperatureSchedule(cfg.search.temperature.initial, cfg.search.temperature.decay),
-                 MappingHandover(platform, run_dir / "mapping.json")]
+    callbacks = [
+        TemperatureSchedule(cfg.search.temperature.initial, cfg.search.temperature.decay),
+        MappingHandover(platform, run_dir / "mapping.json"),
+    ]
     if cfg.callbacks.cost_curves:
         callbacks.append(cost_logger)
     fit_phase(cfg, module, datamodule, phase_dir, "search", cfg.search, job, callbacks)
@@ -159,16 +180,21 @@ def search(cfg: DictConfig, spec: ModelSpec, platform, float_model, datamodule, 
         cost_logger.plot_heatmap(phase_dir / "analog_heatmap.png")
     if not cfg.callbacks.layer_table:
         (phase_dir / "layers.csv").unlink(missing_ok=True)
-    save_state(phase_dir / "result.pt", model, {"mapping": model_mapping(model, platform).to_json()})
+    save_state(
+        phase_dir / "result.pt", model, {"mapping": model_mapping(model, platform).to_json()}
+    )
     (phase_dir / "DONE").touch()
     return module
 
 
-def train_mapped(cfg: DictConfig, model, spec: ModelSpec, datamodule, phase_dir: Path,
-                 phase: str, job: str) -> FinetuneModule:
+def train_mapped(
+    cfg: DictConfig, model, spec: ModelSpec, datamodule, phase_dir: Path, phase: str, job: str
+) -> FinetuneModule:
     """Train a network with a frozen mapping (fine-tune or baseline); best weights loaded."""
     phase_cfg = cfg.finetune if phase == "finetune" else cfg.baseline_train
-    module = FinetuneModule(model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True))
+    module = FinetuneModule(
+        model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
+    )
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         return module

@@ -11,9 +11,21 @@ from omegaconf import OmegaConf
 
 from tests.tasks.helpers import CONF
 
-GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
-          for g in ("dataset", "model", "reg", "baseline", "trainer", "logger", "callbacks",
-                    "experiment", "sweep", "debug")}
+GROUPS = {
+    g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
+    for g in (
+        "dataset",
+        "model",
+        "reg",
+        "baseline",
+        "trainer",
+        "logger",
+        "callbacks",
+        "experiment",
+        "sweep",
+        "debug",
+    )
+}
 
 
 def _compose(*overrides: str):
@@ -23,8 +35,10 @@ def _compose(*overrides: str):
     return cfg
 
 
-@pytest.mark.parametrize(("dataset", "model", "reg"),
-                         list(itertools.product(GROUPS["dataset"], GROUPS["model"], GROUPS["reg"])))
+@pytest.mark.parametrize(
+    ("dataset", "model", "reg"),
+    list(itertools.product(GROUPS["dataset"], GROUPS["model"], GROUPS["reg"])),
+)
 def test_dataset_model_reg_combinations(dataset, model, reg):
     cfg = _compose(f"dataset={dataset}", f"model={model}", f"reg={reg}", "strength=1e-6")
     assert cfg.dataset.name == dataset and cfg.model.name == model and cfg.reg.name == reg
@@ -32,8 +46,9 @@ def test_dataset_model_reg_combinations(dataset, model, reg):
     assert len(cfg.dataset.input_size) == 3 and cfg.dataset.num_classes >= 2
 
 
-@pytest.mark.parametrize("group", ["baseline", "trainer", "logger", "callbacks", "experiment",
-                                   "sweep", "debug"])
+@pytest.mark.parametrize(
+    "group", ["baseline", "trainer", "logger", "callbacks", "experiment", "sweep", "debug"]
+)
 def test_every_option_of_the_other_groups(group):
     assert GROUPS[group], f"conf/{group}/ has no options"
     for option in GROUPS[group]:
@@ -60,7 +75,12 @@ def test_every_key_of_every_config_file_is_commented():
         assert lines and lines[0].startswith("#"), f"{path} has no header comment"
         for previous, line in zip(["#", *lines], lines):
             stripped = line.strip()
-            if (not stripped or stripped.startswith(("#", "-")) or stripped.endswith(":")
-                    or "# " in line or previous.strip().startswith("#")):
+            if (
+                not stripped
+                or stripped.startswith(("#", "-"))
+                or stripped.endswith(":")
+                or "# " in line
+                or previous.strip().startswith("#")
+            ):
                 continue
             raise AssertionError(f"{path}: key without a comment: {line!r}")

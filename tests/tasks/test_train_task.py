@@ -14,9 +14,19 @@ from odimo.nn.mapping import Mapping
 from odimo.tasks.train import run
 from tests.tasks.helpers import train_cfg
 
-FINAL_KEYS = ["final/test/acc_hard", "final/val/acc_hard", "final/cost/latency_hard_cycles",
-              "final/cost/latency_hard_ms", "final/cost/energy_hard_uj", "final/arch/analog_frac",
-              "model", "dataset", "reg", "strength", "seed"]
+FINAL_KEYS = [
+    "final/test/acc_hard",
+    "final/val/acc_hard",
+    "final/cost/latency_hard_cycles",
+    "final/cost/latency_hard_ms",
+    "final/cost/energy_hard_uj",
+    "final/arch/analog_frac",
+    "model",
+    "dataset",
+    "reg",
+    "strength",
+    "seed",
+]
 
 
 def test_search_and_finetune_write_every_output(tmp_path):
@@ -29,11 +39,21 @@ def test_search_and_finetune_write_every_output(tmp_path):
     assert metrics["final/cost/latency_hard_cycles"] > 0
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk["final/cost/latency_hard_ms"] == pytest.approx(
-        on_disk["final/cost/latency_hard_cycles"] / 260e6 * 1e3)
-    for name in ("DONE", "config.yaml", "mapping.json", "final/model.pt", "search/layers.csv",
-                 "search/analog_heatmap.png", "mapping_bars.png", "search/checkpoints/last.ckpt",
-                 "search/checkpoints/best.ckpt", "finetune/checkpoints/best.ckpt",
-                 "search/csv/version_0/metrics.csv"):
+        on_disk["final/cost/latency_hard_cycles"] / 260e6 * 1e3
+    )
+    for name in (
+        "DONE",
+        "config.yaml",
+        "mapping.json",
+        "final/model.pt",
+        "search/layers.csv",
+        "search/analog_heatmap.png",
+        "mapping_bars.png",
+        "search/checkpoints/last.ckpt",
+        "search/checkpoints/best.ckpt",
+        "finetune/checkpoints/best.ckpt",
+        "search/csv/version_0/metrics.csv",
+    ):
         assert (run_dir / name).is_file(), name
     mapping = Mapping.load(run_dir / "mapping.json")
     assert len(mapping.layers) == 22
@@ -66,8 +86,11 @@ def test_baseline_phase_trains_the_named_mapping(tmp_path):
 
 
 def _search_checkpoint(tmp_path, run_name):
-    return torch.load(tmp_path / run_name / "search" / "checkpoints" / "last.ckpt",
-                      map_location="cpu", weights_only=False)
+    return torch.load(
+        tmp_path / run_name / "search" / "checkpoints" / "last.ckpt",
+        map_location="cpu",
+        weights_only=False,
+    )
 
 
 def test_global_step_counts_batches_and_resume_continues_exactly(tmp_path):
