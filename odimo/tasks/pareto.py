@@ -125,9 +125,9 @@ def parse_options(cfg: DictConfig) -> ParetoOptions:
     k = cfg.get("k", 5)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"k must be an integer >= 1, got {k!r}")
-    logger = str(cfg.get("logger") or "none")
+    logger = str(cfg.get("report_to") or "none")
     if logger not in ("none", "wandb"):
-        raise ConfigError(f"logger must be 'none' or 'wandb', got {logger!r}")
+        raise ConfigError(f"report_to must be 'none' or 'wandb', got {logger!r}")
     wandb_cfg = cfg.get("wandb")
     wandb_cfg = OmegaConf.to_container(wandb_cfg, resolve=True) if wandb_cfg is not None else {}
     return ParetoOptions(
@@ -297,7 +297,7 @@ def _import_wandb() -> ModuleType:
     try:
         import wandb
     except ImportError as err:
-        raise ConfigError("logger=wandb needs the wandb package: pip install wandb") from err
+        raise ConfigError("report_to=wandb needs the wandb package: pip install wandb") from err
     return wandb
 
 

@@ -164,7 +164,7 @@ def test_budgets_and_out_dir(tmp_path: Path) -> None:
     [
         ("k=0", "k must be"),
         ("latency_budgets_ms=[-1]", "latency_budgets_ms"),
-        ("logger=mlflow", "logger must be"),
+        ("report_to=mlflow", "report_to must be"),
     ],
 )
 def test_bad_settings(tmp_path: Path, override: str, message: str) -> None:
@@ -199,7 +199,7 @@ def test_wandb_logging_with_a_stand_in_module(
     fake.Image = lambda path: ("image", path)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "wandb", fake)
     sweep = make_sweep(tmp_path / "my_sweep")
-    run(compose_cfg([f"sweep_dir={sweep}", "logger=wandb"]))
+    run(compose_cfg([f"sweep_dir={sweep}", "report_to=wandb"]))
     assert calls["init"]["job_type"] == "pareto" and calls["init"]["group"] == "my_sweep"
     assert calls["log"]["pareto/table"][0] == "table" and len(calls["log"]["pareto/table"][2]) == 11
     assert calls["log"]["pareto/latency"] == ("image", str(sweep / "pareto_latency.png"))
