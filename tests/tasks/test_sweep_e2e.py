@@ -20,8 +20,10 @@ TINY = ["debug=default", "dataset.datamodule.eval_batch_size=512"]
 
 
 def _train(tmp_path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    flags = [a for a in args if a == "-m"]  # Hydra's flags must precede the overrides
+    args = tuple(a for a in args if a != "-m")
     return subprocess.run(
-        [sys.executable, "train.py", *TINY, f"paths.output_dir={tmp_path}", *args],
+        [sys.executable, "train.py", *flags, *TINY, f"paths.output_dir={tmp_path}", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
