@@ -60,7 +60,7 @@ def test_sweep_then_pareto_and_resume_after_kill(tmp_path):
     sweep = ["-m", "sweep_name=t", "strength=0,1e-4,1e-3"]
     # start the sweep and kill it once the first job has finished
     proc = subprocess.Popen(
-        [sys.executable, "train.py", *TINY, f"paths.output_dir={tmp_path}", *sweep],
+        [sys.executable, "train.py", "-m", *TINY, f"paths.output_dir={tmp_path}", *sweep[1:]],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
