@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Export task: the deployable files of a finished run (see `odimo.export.run`)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from odimo.errors import ConfigError
+from odimo.export import export_run
+
+
+def run(cfg: DictConfig) -> dict:
+    """Export `cfg.run_dir` into `cfg.out_dir` (default `<run_dir>/export`); print a summary."""
+    if OmegaConf.is_missing(cfg, "run_dir") or cfg.run_dir in (None, ""):
+        raise ConfigError("run_dir is required: python tasks/export.py run_dir=<finished run dir>")
+    try:
+        opset, batch, dynamo = int(cfg.opset), int(cfg.batch), bool(cfg.dynamo)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"opset and batch must be integers, got {cfg.opset!r}, {cfg.batch!r}"
+        ) from None
+    summary = export_run(
+        str(cfg.run_dir),
+        None if cfg.out_dir is None else str(cfg.out_dir),
+        opset=opset,
+        batch=batch,
+        dynamo=dynamo,
+    )
+    diff, acc = summary["max_abs_diff"], summary["accuracy"]
+    check = summary["metrics_check"]
+    cost_note = (
+        "matches metrics.json"
+        if check.get("match")
+        else "DIFFERS from metrics.json"
+        if check.get("checked")
+        else "(no metrics.json)"
+    )
+    print(
+        f"exported {summary['model']} on {summary['dataset']} to {summary['out_dir']}\n"
+        f"  max |diff| mapped-split {diff['mapped_vs_split']:.3g}  split-onnx "
+        f"{diff['split_vs_onnx']:.3g}  mapped-onnx {diff['mapped_vs_onnx']:.3g}\n"
+        f"  accuracy on {summary['batch']} test inputs: mapped {acc['mapped']:.4f}  split "
+        f"{acc['split']:.4f}  onnx {acc['onnx']:.4f}\n"
+        f"  latency {summary['cost']['latency_cycles']:.1f} cycles, energy "
+        f"{summary['cost']['energy_uj']:.4f} µJ {cost_note}"
+    )
+    return summary
