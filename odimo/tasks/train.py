@@ -112,12 +112,13 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     else:
         module = search(cfg, spec, platform, float_model, datamodule, run_dir, job)
         model = to_mapped(module.model, platform)
-        module = FinetuneModule(
-            model, spec.num_classes, OmegaConf.to_container(cfg.finetune.optim, resolve=True)
-        )
         if "finetune" in phases:
             module = train_mapped(
                 cfg, model, spec, datamodule, run_dir / "finetune", "finetune", job
+            )
+        else:  # evaluate the argmax network of the search as it is
+            module = FinetuneModule(
+                model, spec.num_classes, OmegaConf.to_container(cfg.finetune.optim, resolve=True)
             )
         kind = "search"
     save_mapped(run_dir / "final" / "model.pt", module.model, platform)
