@@ -130,6 +130,8 @@ def _metrics_check(run_dir: Path, report: dict) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as err:
         return {"checked": False, "reason": f"unreadable metrics.json ({type(err).__name__})"}
     out: dict[str, Any] = {"checked": True, "match": True}
+    if "final/test/acc_hard" in metrics:  # on the whole test split (the export checks 256)
+        out["run_test_acc_hard"] = float(metrics["final/test/acc_hard"])
     for key, metric in METRIC_KEYS.items():
         if metric not in metrics:
             out[key] = {"report": report[key], "metrics": None, "match": None}
@@ -156,9 +158,10 @@ def _compare(
 ) -> dict[str, Any]:
     """Outputs of the mapped, split, ONNX and exact-reference networks on the test batch.
 
-    `exact` is the mapped network in exact arithmetic (`odimo.export.reference`); the mapped
-    float model differs from it where its rounding lands a quantisation tie on the other side,
-    which also makes it depend on the batch it runs in (`mapped_batch_vs_single`).
+    `exact` is the mapped network in exact arithmetic (`odimo.export.reference`). The mapped
+    model runs in eval mode, i.e. as the deployed network (one exactly accumulated conv per unit,
+    `QuantConv2d.exact_forward`): it equals the split network and ONNX to the bit and does not
+    depend on the batch it runs in (`mapped_batch_vs_single` = 0).
     """
     outs = {
         "mapped": _logits(model, x),

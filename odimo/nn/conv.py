@@ -6,6 +6,11 @@
   softmax(α/T)-weighted mix of every unit's quantized weight and the conv runs ONCE.
 - `MappedConv2d`: a frozen one-hot per-channel mapping; only weights and quantizers train.
 
+Training runs ONE conv with the mixed fake-quantized weight. In eval mode, a mapped conv (and a
+search conv in hard mode) computes the deployed network instead: one exactly accumulated conv
+per active unit (`exact_forward`), so validation and test measure what the exported network
+computes, to the bit, whatever the batch size.
+
 Both quantized layers expect their input already quantized by `self.input_quant` (the model
 calls it, so that convs sharing an input — conv1 and a downsample — quantize it once); they read
 its step only to put the bias on the integer grid.
@@ -145,7 +150,44 @@ class QuantConv2d(nn.Conv2d):
             bias = b_u if bias is None else bias + b_u
         return weight, bias
 
+    def exact_eval(self) -> bool:
+        """Whether the eval-mode forward is the deployed, exactly accumulated network."""
+        return False
+
+    def unit_output(self, x: Tensor, unit: int) -> Tensor:
+        """One unit's output for ALL channels, accumulated exactly (see `Factored`).
+
+        The conv runs with integer codes times a power of two over the input grid, and the
+        unit's remaining scale is applied once afterwards: the exact value of
+        conv(x, Q_u(W)) + b_u rounded once, independent of the batch size, the summation order
+        and the runtime (the exported `SplitConv2d` computes the same numbers to the bit).
+        """
+        wq = self.weight_quants[unit]
+        act_step = self.input_quant.step()
+        parts = wq.factored(self.weight)
+        codes = self.bias_quant.codes(self.bias, wq.step() * act_step)
+        y = self._conv_forward(x, parts.inner, codes * (act_step * parts.inner_mult))
+        if parts.out_scale is not None:
+            y = y * parts.out_scale.view(1, -1, 1, 1)
+        if parts.out_div is not None:
+            y = y / parts.out_div
+        return y
+
+    def exact_forward(self, x: Tensor) -> Tensor:
+        """The one-hot network as deployed: each active unit exactly, channels picked by mask."""
+        units = self.active_units()
+        if len(units) == 1:
+            return self.unit_output(x, units[0])
+        mask = self.unit_weights()
+        out = None
+        for u in units:
+            y = self.unit_output(x, u) * mask[u].view(1, -1, 1, 1)
+            out = y if out is None else out + y
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
+        if not self.training and self.exact_eval():
+            return self.exact_forward(x)
         weight, bias = self.effective_weight_bias()
         return self._conv_forward(x, weight, bias)
 
@@ -171,6 +213,9 @@ class SearchConv2d(QuantConv2d):
             return one_hot.T.to(self.alpha.dtype)
         logits = (self.alpha / self.temperature).masked_fill(~self.allowed, float("-inf"))
         return torch.softmax(logits, dim=0)
+
+    def exact_eval(self) -> bool:
+        return self.hard
 
     def hard_assignment(self) -> Tensor:
         """argmax over units of α (ties go to the lower index: digital first)."""
@@ -219,6 +264,9 @@ class MappedConv2d(QuantConv2d):
 
     def active_units(self) -> tuple[int, ...]:
         return self._active
+
+    def exact_eval(self) -> bool:
+        return True
 
     def unit_weights(self) -> Tensor:
         return self.mask

@@ -8,10 +8,28 @@ the per-output-channel weight step [C_out] used to put the bias on the integer g
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
 from odimo.function import floor_pow2_ste, round_ste
+
+
+class Factored(NamedTuple):
+    """A fake-quantized weight as `inner · out_scale / out_div`, for exact accumulation.
+
+    `inner` holds integer codes times a power of two, so a conv with it over inputs on a
+    power-of-two grid accumulates exactly (order-independent); `inner_mult` is that power of
+    two (the bias goes on the same grid); the remaining factors are applied once to the conv
+    output (`out_scale` per output channel, `out_div` a constant; None = 1). Gradients flow as
+    through the quantizer's `forward` (same STEs, the product merely re-associated).
+    """
+
+    inner: Tensor
+    inner_mult: Tensor | float
+    out_scale: Tensor | None
+    out_div: float | None
 
 
 class Int8WeightPow2(nn.Module):
@@ -46,6 +64,12 @@ class Int8WeightPow2(nn.Module):
     def forward(self, weight: Tensor) -> Tensor:
         s = self.range()
         return s * round_ste(self.levels * torch.clamp(weight / s, -1.0, 1.0)) / self.levels
+
+    def factored(self, weight: Tensor) -> Factored:
+        """`forward(weight)` as (s·q) / 127 with integer codes q."""
+        s = self.range()
+        inner = s * round_ste(self.levels * torch.clamp(weight / s, -1.0, 1.0))
+        return Factored(inner, s, None, float(self.levels))
 
     def integer(self, weight: Tensor) -> Tensor:
         """Integer weights in [-127, 127] (for export)."""
@@ -103,6 +127,12 @@ class TernaryWeightPerChannel(nn.Module):
         s = self.scale().view(-1, *([1] * (weight.dim() - 1)))
         return s * round_ste(torch.clamp(weight / s, -1.0, 1.0))
 
+    def factored(self, weight: Tensor) -> Factored:
+        """`forward(weight)` as t · s_c with ternary codes t (s_c applied to the conv output)."""
+        s = self.scale()
+        t = round_ste(torch.clamp(weight / s.view(-1, *([1] * (weight.dim() - 1))), -1.0, 1.0))
+        return Factored(t, 1.0, s, None)
+
     def integer(self, weight: Tensor) -> Tensor:
         """Ternary codes in {-1, 0, 1} (for export)."""
         s = self.step().view(-1, *([1] * (weight.dim() - 1)))
@@ -119,7 +149,11 @@ class Int16Bias(nn.Module):
         self.qmax = 2 ** (bits - 1) - 1
 
     def forward(self, bias: Tensor, step: Tensor) -> Tensor:
-        return step * round_ste(torch.clamp(bias / step, self.qmin, self.qmax))
+        return step * self.codes(bias, step)
+
+    def codes(self, bias: Tensor, step: Tensor) -> Tensor:
+        """Integer-valued bias codes (float, identity gradient inside the range)."""
+        return round_ste(torch.clamp(bias / step, self.qmin, self.qmax))
 
     def integer(self, bias: Tensor, step: Tensor) -> Tensor:
         """Integer bias codes (int32 holding 16-bit values, for export)."""

@@ -35,12 +35,15 @@ def run(cfg: DictConfig) -> dict:
         if check.get("checked")
         else "(no metrics.json)"
     )
+    run_acc = ""
+    if "run_test_acc_hard" in check:
+        run_acc = f"  (run's test acc, whole test split: {check['run_test_acc_hard']:.4f})"
     print(
         f"exported {summary['model']} on {summary['dataset']} to {summary['out_dir']}\n"
         f"  max |diff| mapped-split {diff['mapped_vs_split']:.3g}  split-onnx "
         f"{diff['split_vs_onnx']:.3g}  mapped-onnx {diff['mapped_vs_onnx']:.3g}\n"
         f"  accuracy on {summary['batch']} test inputs: mapped {acc['mapped']:.4f}  split "
-        f"{acc['split']:.4f}  onnx {acc['onnx']:.4f}\n"
+        f"{acc['split']:.4f}  onnx {acc['onnx']:.4f}{run_acc}\n"
         f"  latency {summary['cost']['latency_cycles']:.1f} cycles, energy "
         f"{summary['cost']['energy_uj']:.4f} µJ {cost_note}"
     )

@@ -264,3 +264,85 @@ def test_conv2d_bn_folded_matches_module_in_eval(groups):
     weight, bias = layer.folded()
     folded = F.conv2d(x, weight, bias, stride=2, padding=1, groups=groups)
     assert torch.allclose(folded, layer(x), atol=1e-5)
+
+
+# -- eval mode: the deployed, exactly accumulated network -----------------------------------------
+
+
+def tie_input(layer, shape=(1, 4, 6, 6)):
+    """A quantized input whose conv output has many exact ties of the 8-bit step s/127."""
+    return layer.input_quant(torch.randint(0, 3, shape).float() * float(layer.input_quant.step()))
+
+
+@pytest.mark.parametrize("assignment", [[0] * 6, [1] * 6, [0, 1, 1, 0, 1, 0]])
+def test_mapped_eval_is_exact_and_batch_invariant(diana, assignment):
+    """Eval: the exact value of conv(x, Q(W)) + b (float64 reference), the same in any batch."""
+    layer = make_mapped(diana, assignment=torch.tensor(assignment))
+    x = quantized_input(layer, (16, 4, 7, 7))
+    w_d, b_d = manual_unit_weight_bias(layer, DIGITAL)
+    w_a, b_a = manual_unit_weight_bias(layer, ANALOG)
+    x64 = x.double()
+    y_d = F.conv2d(x64, w_d.double(), b_d.double(), padding=1)
+    y_a = F.conv2d(x64, w_a.double(), b_a.double(), padding=1)
+    exact = torch.where((torch.tensor(assignment) == 1).view(1, -1, 1, 1), y_a, y_d)
+    layer.eval()
+    with torch.no_grad():
+        y = layer(x)
+        singles = torch.cat([layer(x[i : i + 1]) for i in range(len(x))])
+    assert torch.equal(y, singles)
+    assert (y.double() - exact).abs().max().item() <= 1e-6
+    layer.train()
+    with torch.no_grad():  # training mode: the one-conv mix, equal up to rounding
+        assert torch.allclose(layer(x), y, atol=1e-5)
+
+
+def test_mapped_eval_rounds_each_output_once(diana):
+    """Each eval output is the float32 rounding of the exact (float64) value, ties included."""
+    layer = make_mapped(diana, assignment=torch.tensor([0, 0, 0, 1, 1, 1]))
+    with torch.no_grad():  # small integer weights: the float64 sums are exact
+        layer.weight.copy_(torch.randint(-3, 4, layer.weight.shape).float() / 4)
+        layer.bias.zero_()
+    layer.init_quantizers()
+    x = tie_input(layer)
+    w_d, _ = manual_unit_weight_bias(layer, DIGITAL)
+    w_a, _ = manual_unit_weight_bias(layer, ANALOG)
+    digital = layer.weight_quants[DIGITAL]
+    s = float(digital.range().detach())
+    codes = torch.round(127 * torch.clamp(layer.weight.detach() / s, -1, 1)).double()
+    exact_d = F.conv2d(x.double(), codes * s, padding=1) / 127  # one rounding in float64
+    layer.eval()
+    with torch.no_grad():
+        y = layer(x)
+    assert torch.equal(y[:, :3], exact_d[:, :3].float())
+    exact_a = F.conv2d(x.double(), w_a.double(), padding=1)
+    assert torch.equal(y[:, 3:], exact_a[:, 3:].float())
+
+
+def test_mapped_eval_keeps_gradients_when_asked(diana):
+    """Eval with autograd on still reaches the weights and quantizers (the STEs, re-associated)."""
+    layer = make_mapped(diana, assignment=torch.tensor([1, 0, 1, 1, 0, 1])).eval()
+    layer(quantized_input(layer)).sum().backward()
+    assert layer.weight.grad.abs().sum() > 0
+    assert layer.weight_quants[ANALOG].log_scale.grad.abs().sum() > 0
+    assert layer.bias.grad.abs().sum() > 0
+
+
+def test_search_hard_eval_equals_mapped_eval(diana):
+    """The hard search network in eval is the deployed network of its argmax mapping, exactly."""
+    layer = make_search(diana)
+    with torch.no_grad():
+        layer.alpha.normal_()
+    mapped = make_mapped(diana, assignment=layer.hard_assignment())
+    mapped.load_state_dict(
+        {k: v for k, v in layer.state_dict().items() if k not in ("alpha", "temperature")},
+        strict=False,
+    )
+    mapped.set_assignment(layer.hard_assignment())
+    mapped.input_quant.load_state_dict(layer.input_quant.state_dict())
+    x = quantized_input(layer)
+    layer.eval(), mapped.eval()
+    with torch.no_grad(), hard_mapping(nn.Sequential(layer)):
+        assert torch.equal(layer(x), mapped(x))
+    with torch.no_grad():  # soft search in eval: still the one-conv mixture
+        w, b = layer.effective_weight_bias()
+        assert torch.equal(layer(x), F.conv2d(x, w, b, padding=1))
