@@ -66,11 +66,27 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop the process like Ctrl-C (KeyboardInterrupt), sweeps included.
+
+    Without this, a terminated DataLoader worker surfaces as an error of the current job, which a
+    sweep records and moves past. Lightning keeps calling this handler after its own while it
+    trains; an interrupted job leaves no FAILED marker and resumes from `last.ckpt` on a re-run.
+    """
+    import signal
+
+    def _handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
 def run_entry(config_name: str, task: Callable[[Any], Any], conf_dir: Path = CONF_DIR) -> None:
     """Run `task(cfg)` under `@hydra.main` with one-line error reporting."""
     import hydra
 
     quiet_libraries()
+    stop_on_sigterm()
     message = unknown_group_choice(sys.argv[1:], conf_dir)
     if message:
         fail(message)

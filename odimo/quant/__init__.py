@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Quantizers: PaCT activations, per-unit weight quantizers, integer bias, quantized add/pool."""
 
+from odimo.quant import fused
 from odimo.quant.activation import Uint7ActPact
 from odimo.quant.ops import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d
 from odimo.quant.weight import (
@@ -21,5 +22,6 @@ __all__ = [
     "QuantAvgPool2d",
     "TernaryWeightPerChannel",
     "Uint7ActPact",
+    "fused",
     "ternary_lsq_scale",
 ]

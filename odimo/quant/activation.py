@@ -8,31 +8,28 @@ import math
 import torch
 from torch import Tensor, nn
 
+from odimo.quant import fused
+
 
 class _PactFloor(torch.autograd.Function):
     """floor(clamp(x, 0, a)·sf)/sf with the PaCT gradients, in one forward and one backward pass.
 
-    d/dx = 1 on 0 < x < a (straight-through inside the range); d/da = 1 where x >= a.
+    d/dx = 1 on 0 < x < a (straight-through inside the range); d/da = 1 where x >= a. The
+    elementwise work runs in the fused kernels of `odimo.quant.fused` (eager fallback).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, clip: Tensor, scale: Tensor) -> Tensor:
         ctx.save_for_backward(x, clip)
-        # one new tensor, then in place: the same values as floor(min(max(x, 0), a)·sf)/sf
-        out = torch.clamp(x, min=torch.zeros_like(clip), max=clip)
-        return out.mul_(scale).floor_().div_(scale)
+        return fused.call("pact_forward", x, clip, scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, clip = ctx.saved_tensors
-        above = x >= clip
-        inside = (x > 0).logical_and_(above.logical_not())
-        # where() instead of grad·mask: no float copy of the mask (equal for every finite grad)
-        grad_x = torch.where(inside, grad, 0.0)
-        grad_clip = None
         if ctx.needs_input_grad[1]:
-            grad_clip = torch.where(above, grad, 0.0).sum().reshape(clip.shape)
-        return grad_x, grad_clip, None
+            grad_x, grad_clip = fused.call("pact_backward", x, clip, grad)
+            return grad_x, grad_clip.reshape(clip.shape), None
+        return fused.call("pact_backward_x", x, clip, grad), None, None
 
 
 class Uint7ActPact(nn.Module):

@@ -35,6 +35,7 @@ from odimo.lit.modules import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import ModelSpec, build_model, fold_float_into, searchable_names, to_mapped
 from odimo.nn.baselines import baseline_mapping
 from odimo.nn.cost import NetworkCost, make_regularizer
+from odimo.quant import fused
 
 #: Input size [C, H, W] and classes of each model in the paper (its dataset).
 PAPER_SIZES: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -207,6 +208,7 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(int(cfg.threads))
     channels_last = bool(cfg.get("channels_last", False))
     compile_ = bool(cfg.get("compile", False))
+    fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
     platform = get_platform(str(cfg.get("platform", "diana")))
@@ -261,6 +263,7 @@ def run(cfg: DictConfig) -> dict:
         "threads": torch.get_num_threads(),
         "compile": compile_,
         "channels_last": channels_last,
+        "fused_quant": fused.fused_enabled(),
         "torch": torch.__version__,
     }
     if cfg.get("output"):

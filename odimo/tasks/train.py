@@ -39,6 +39,7 @@ from odimo.models import (
 )
 from odimo.nn import NetworkCost, apply_mapping, make_regularizer, model_mapping
 from odimo.nn.baselines import baseline_mapping
+from odimo.quant import fused
 from odimo.tasks.phases import fit_phase, load_state, save_state, warmup_key
 from odimo.tasks.summary import final_metrics, print_config
 
@@ -75,7 +76,9 @@ def run(cfg: DictConfig) -> dict:
     try:
         metrics = _run(cfg, run_dir)
     except BaseException as err:
-        if not isinstance(err, KeyboardInterrupt):
+        # an interruption (Ctrl-C, SIGTERM: Lightning turns both into SystemExit) is not a
+        # failure: the job resumes from its last.ckpt when the same command runs again
+        if not isinstance(err, (KeyboardInterrupt, SystemExit)):
             failed.write_text(traceback.format_exc())
         raise
     failed.unlink(missing_ok=True)
@@ -87,6 +90,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     phases = check_config(cfg)
     start = time.perf_counter()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    fused.set_fused(bool(cfg.get("fused_quant", True)))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     print_config(cfg)
     platform = get_platform(str(cfg.platform))

@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fused (compiled) PaCT kernels: the same numbers as the eager ones, and a clean fallback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from odimo.quant import Uint7ActPact, fused
+
+
+@pytest.fixture
+def restore_fused():
+    enabled, compiled = fused._State.enabled, dict(fused._State.compiled)
+    yield
+    fused._State.enabled, fused._State.compiled = enabled, compiled
+
+
+def pact_run(x: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    act = Uint7ActPact(clip)
+    x = x.clone().requires_grad_()
+    y = act(x)
+    y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+    return y.detach(), x.grad, act.clip.grad
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 9, 9), (2, 5, 4, 4), (7, 6)])
+def test_compiled_kernels_equal_eager(restore_fused, shape):
+    """Outputs and input gradients to the bit; the clip gradient (a sum) to rounding."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g) * 3
+    x.view(-1)[:5] = torch.tensor([0.0, 2.5, 2.5 + 1e-3, -0.0, 2.4999])  # the range's edges
+    fused.set_fused(True)
+    compiled = pact_run(x, 2.5)
+    assert fused.fused_enabled(), "the kernels should compile on this machine"
+    fused.set_fused(False)
+    eager = pact_run(x, 2.5)
+    assert torch.equal(compiled[0], eager[0]) and torch.equal(compiled[1], eager[1])
+    torch.testing.assert_close(compiled[2], eager[2], rtol=1e-6, atol=1e-6)
+    assert eager[2].item() != 0.0  # some inputs lie above the clip
+
+
+def test_clip_without_gradient_uses_the_x_only_kernel(restore_fused):
+    act = Uint7ActPact(2.0)
+    act.clip.requires_grad_(False)
+    x = (torch.randn(3, 4, 5, 5) * 3).requires_grad_()
+    act(x).sum().backward()
+    inside = (x > 0) & (x < 2.0)
+    assert torch.equal(x.grad, inside.float())
+    assert act.clip.grad is None
+
+
+def test_compile_failure_falls_back_to_eager_once(restore_fused, monkeypatch):
+    def broken(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found\nmore detail")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    fused._State.compiled = {}
+    fused.set_fused(True)
+    x = torch.randn(2, 3, 4, 4) * 3
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*eager kernels"):
+        got = pact_run(x, 2.0)
+    assert not fused.fused_enabled()
+    fused.set_fused(False)
+    expected = pact_run(x, 2.0)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
