@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from odimo.errors import OdimoError
+from odimo.quant import fused
 from odimo.tasks.bench import run
 from tests.tasks.helpers import CONF, REPO
 
@@ -35,7 +36,8 @@ def bench_cfg(*overrides: str):
 def test_bench_in_process(tmp_path, capsys):
     out = tmp_path / "bench.json"
     result = run(bench_cfg(*TINY, f"output={out}"))
-    assert KEYS | {"cost_ratio", "threads", "compile", "channels_last", "torch"} <= set(result)
+    extra = {"cost_ratio", "threads", "compile", "channels_last", "fused_quant", "torch"}
+    assert KEYS | extra <= set(result)
     for key in (
         "float_img_s",
         "search_img_s",
@@ -49,6 +51,14 @@ def test_bench_in_process(tmp_path, capsys):
     assert json.loads(out.read_text()) == result
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == result
+
+
+def test_bench_fused_quant_key_switches_the_kernels():
+    try:
+        assert run(bench_cfg(*TINY, "fused_quant=false"))["fused_quant"] is False
+        assert not fused.fused_enabled()
+    finally:
+        fused.set_fused(True)
 
 
 def test_bench_cuda_without_cuda_is_an_odimo_error(monkeypatch):
