@@ -61,6 +61,8 @@ def quiet_libraries() -> None:
         "lightning.pytorch.accelerators.cuda",
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # the compiler of the fused quantizer kernels notes a missing CUDA runtime on CPU machines
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
