@@ -5,6 +5,7 @@ from odimo.callbacks.search import (
     CostLogger,
     FiniteLossGuard,
     MappingHandover,
+    MappingMedia,
     TemperatureSchedule,
     load_module_state,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "CostLogger",
     "FiniteLossGuard",
     "MappingHandover",
+    "MappingMedia",
     "TemperatureSchedule",
     "load_module_state",
 ]

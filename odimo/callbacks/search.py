@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import torch
 
+from odimo.callbacks.media import log_image, log_table, mapping_rows, media_loggers, plot_mapping
 from odimo.errors import CheckpointError
 from odimo.hw.platform import Platform
 from odimo.nn.conv import search_layers, set_temperature
@@ -57,9 +58,10 @@ class CostLogger(L.Callback):
     (epoch, layer, channels per unit, soft analog fraction); keeps the history for the heat-map.
     """
 
-    def __init__(self, network: NetworkCost, out_dir: str | Path):
+    def __init__(self, network: NetworkCost, out_dir: str | Path, heatmap: bool = True):
         self.network = network
         self.out_dir = Path(out_dir)
+        self.heatmap = heatmap
         self.history: list[tuple[int, list[float]]] = []
 
     @torch.no_grad()
@@ -83,42 +85,73 @@ class CostLogger(L.Callback):
         if layers:
             logs["arch/temperature"] = float(layers[0].temperature)
         pl_module.log_dict(logs)
-        self._write_layers(trainer.current_epoch, soft_cost.counts, platform)
+        columns, rows = self._write_layers(trainer.current_epoch, soft_cost.counts, platform)
+        log_table(trainer, "arch/layers", columns, rows)
 
-    def _write_layers(self, epoch: int, soft_counts: torch.Tensor, platform: Platform) -> None:
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.heatmap:
+            log_image(trainer, "arch/analog_heatmap", self.plot_heatmap())
+
+    def _write_layers(
+        self, epoch: int, soft_counts: torch.Tensor, platform: Platform
+    ) -> tuple[list[str], list[list]]:
+        """Append this epoch's rows to `layers.csv`; returns (columns, rows)."""
         hard_counts = self.network.counts(soft=False)
         path = self.out_dir / "layers.csv"
         new = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fractions = []
+        columns = ["epoch", "layer", *[f"ch_{u}" for u in platform.unit_names], "analog_frac_soft"]
+        rows, fractions = [], []
+        for i, name in enumerate(self.network.names):
+            soft = soft_counts[i]
+            frac = float(soft[-1] / soft.sum())
+            fractions.append(frac)
+            rows.append([epoch, name, *[int(c) for c in hard_counts[i].tolist()], round(frac, 4)])
         with path.open("a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(
-                    [
-                        "epoch",
-                        "layer",
-                        *[f"ch_{u}" for u in platform.unit_names],
-                        "analog_frac_soft",
-                    ]
-                )
-            for i, name in enumerate(self.network.names):
-                soft = soft_counts[i]
-                frac = float(soft[-1] / soft.sum())
-                fractions.append(frac)
-                writer.writerow(
-                    [epoch, name, *[int(c) for c in hard_counts[i].tolist()], f"{frac:.4f}"]
-                )
+                writer.writerow(columns)
+            writer.writerows(rows)
         self.history.append((epoch, fractions))
+        return columns, rows
 
-    def plot_heatmap(self, path: str | Path) -> Path | None:
-        """Heat-map of each layer's (soft) analog fraction over the logged epochs."""
-        if not self.history:
+    def heatmap_history(self) -> list[tuple[int, list[float]]]:
+        """(epoch, analog fraction per layer) of every logged epoch, earlier attempts included.
+
+        Read from `layers.csv`, which a resumed search appends to; an epoch logged twice (a
+        resume repeats the interrupted epoch) keeps its last rows. Falls back to this process's
+        history when the table is absent.
+        """
+        path = self.out_dir / "layers.csv"
+        if not path.is_file():
+            return list(self.history)
+        by_epoch: dict[int, dict[str, float]] = {}
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                by_epoch.setdefault(int(row["epoch"]), {})[row["layer"]] = float(
+                    row["analog_frac_soft"]
+                )
+        names = self.network.names
+        return [
+            (epoch, [layers[n] for n in names])
+            for epoch, layers in sorted(by_epoch.items())
+            if all(n in layers for n in names)
+        ]
+
+    def plot_heatmap(self, path: str | Path | None = None) -> Path | None:
+        """Heat-map of each layer's (soft) analog fraction over the logged epochs.
+
+        Written to `path` (default: `analog_heatmap.png` in the phase dir); None if no epoch
+        was logged.
+        """
+        history = self.heatmap_history()
+        if not history:
             return None
         from odimo.analysis.plots import plot_analog_heatmap
 
-        epochs = [e for e, _ in self.history]
-        return plot_analog_heatmap(epochs, self.network.names, [f for _, f in self.history], path)
+        path = Path(path) if path is not None else self.out_dir / "analog_heatmap.png"
+        epochs = [e for e, _ in history]
+        return plot_analog_heatmap(epochs, self.network.names, [f for _, f in history], path)
 
 
 class MappingHandover(L.Callback):
@@ -136,6 +169,28 @@ class MappingHandover(L.Callback):
         if best:
             load_module_state(pl_module, best)
         model_mapping(pl_module.model, self.platform).save(self.out_path)
+
+
+class MappingMedia(L.Callback):
+    """At the end of a phase: the network's per-layer mapping as a table and a bar chart, for
+    the trackers that take media (W&B). Does nothing with file loggers only (the run dir gets
+    `mapping.json` and `mapping_bars.png` anyway).
+
+    Put it after `MappingHandover`, so that the search logs the mapping it hands over.
+    """
+
+    def __init__(self, platform: Platform, png_path: str | Path, plots: bool = True):
+        self.platform = platform
+        self.png_path = Path(png_path)
+        self.plots = plots
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not media_loggers(trainer):
+            return
+        mapping = model_mapping(pl_module.model, self.platform)
+        log_table(trainer, "arch/mapping", *mapping_rows(mapping))
+        if self.plots:
+            log_image(trainer, "arch/mapping_bars", plot_mapping(mapping, self.png_path))
 
 
 def load_module_state(pl_module: L.LightningModule, path: str | Path) -> None:

@@ -61,6 +61,20 @@ def make_loggers(cfg: DictConfig, phase_dir: Path, phase: str, job_name: str) ->
     return loggers
 
 
+def eval_trainer(cfg: DictConfig) -> L.Trainer:
+    """A one-device Trainer for validation/test of the current weights, with no logger.
+
+    Evaluations after a phase must not log: the phase's W&B run is finished by then.
+    """
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in ("strategy", "sync_batchnorm"):
+        trainer_cfg.pop(key, None)
+    trainer_cfg["devices"] = 1
+    return L.Trainer(
+        **trainer_cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+
+
 def finish_wandb() -> None:
     """Close the W&B run of a phase (needed between multirun jobs)."""
     try:

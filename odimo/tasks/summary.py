@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from odimo.hw import GeometryTable
 from odimo.nn import NetworkCost
 from odimo.nn.baselines import baseline_mapping
+from odimo.tasks.phases import eval_trainer
 
 
 def print_config(cfg: DictConfig) -> None:
@@ -37,13 +38,7 @@ def print_config(cfg: DictConfig) -> None:
 
 def evaluate(cfg: DictConfig, module: L.LightningModule, datamodule) -> dict[str, float]:
     """Validation and test metrics of the module's current weights."""
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in ("strategy", "sync_batchnorm"):
-        trainer_cfg.pop(key, None)
-    trainer_cfg["devices"] = 1
-    trainer = L.Trainer(
-        **trainer_cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
+    trainer = eval_trainer(cfg)
     out = dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
     out.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     return {k: float(v) for k, v in out.items()}

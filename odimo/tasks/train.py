@@ -25,7 +25,7 @@ import lightning.pytorch as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.callbacks import CostLogger, MappingHandover, TemperatureSchedule
+from odimo.callbacks import CostLogger, MappingHandover, MappingMedia, TemperatureSchedule
 from odimo.errors import ConfigError, OdimoError
 from odimo.hw import get_platform
 from odimo.lit import FinetuneModule, SearchModule, WarmupModule
@@ -40,7 +40,7 @@ from odimo.models import (
 from odimo.nn import NetworkCost, apply_mapping, make_regularizer, model_mapping
 from odimo.nn.baselines import baseline_mapping
 from odimo.quant import fused
-from odimo.tasks.phases import fit_phase, load_state, save_state, warmup_key
+from odimo.tasks.phases import eval_trainer, fit_phase, load_state, save_state, warmup_key
 from odimo.tasks.summary import final_metrics, print_config
 
 PHASES = ("warmup", "search", "finetune", "baseline")
@@ -144,8 +144,8 @@ def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed:
         raise ConfigError(f"no cached warm-up at {cache}: add 'warmup' to phases")
     else:
         cache.mkdir(parents=True, exist_ok=True)
-        trainer = fit_phase(cfg, module, datamodule, cache, "warmup", cfg.warmup, job)
-        val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        fit_phase(cfg, module, datamodule, cache, "warmup", cfg.warmup, job)
+        val = eval_trainer(cfg).validate(module, datamodule=datamodule, verbose=False)[0]
         info = {"val_acc": float(val["val/acc_float"])}
         save_state(result, model, info)
         (cache / "DONE").write_text(json.dumps(info) + "\n")
@@ -173,16 +173,15 @@ def search(
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
         return module
-    cost_logger = CostLogger(network, phase_dir)
+    plots = bool(cfg.callbacks.plots)
     callbacks = [
         TemperatureSchedule(cfg.search.temperature.initial, cfg.search.temperature.decay),
         MappingHandover(platform, run_dir / "mapping.json"),
+        MappingMedia(platform, run_dir / "mapping_bars.png", plots),
     ]
     if cfg.callbacks.cost_curves:
-        callbacks.append(cost_logger)
+        callbacks.append(CostLogger(network, phase_dir, heatmap=plots))
     fit_phase(cfg, module, datamodule, phase_dir, "search", cfg.search, job, callbacks)
-    if cfg.callbacks.plots:
-        cost_logger.plot_heatmap(phase_dir / "analog_heatmap.png")
     if not cfg.callbacks.layer_table:
         (phase_dir / "layers.csv").unlink(missing_ok=True)
     save_state(
@@ -203,7 +202,10 @@ def train_mapped(
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         return module
-    fit_phase(cfg, module, datamodule, phase_dir, phase, phase_cfg, job)
+    media = MappingMedia(
+        get_platform(str(cfg.platform)), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
+    )
+    fit_phase(cfg, module, datamodule, phase_dir, phase, phase_cfg, job, [media])
     save_state(phase_dir / "result.pt", model, {})
     (phase_dir / "DONE").touch()
     return module
