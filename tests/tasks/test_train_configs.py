@@ -84,3 +84,13 @@ def test_every_key_of_every_config_file_is_commented():
             ):
                 continue
             raise AssertionError(f"{path}: key without a comment: {line!r}")
+
+
+@pytest.mark.parametrize("grid", [g for g in GROUPS["sweep"] if g != "baselines"])
+def test_lambda_grids_are_ascending_from_zero_and_match_their_regularizer(grid):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"sweep={grid}"], return_hydra_config=True)
+    values = [float(v) for v in str(cfg.hydra.sweeper.params.strength).split(",")]
+    assert values[0] == 0.0 and values == sorted(values) and len(set(values)) == len(values)
+    target = grid.rsplit("_", 1)[1]  # latency | power
+    assert cfg.reg.name == target and cfg.sweep_name.endswith(f"_{target}")
