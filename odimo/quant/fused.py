@@ -16,7 +16,8 @@ input gradients are equal to the bit; only the clip gradient, a sum, may differ 
 Compilation happens once per process and dtype (shapes are dynamic), on first use; Inductor
 caches its code on disk, so later processes start fast. Where it cannot run (no C++ compiler,
 an unsupported platform) the first failure switches to the eager kernels for the rest of the
-process, with one warning. `set_fused(False)` forces the eager kernels.
+process for that dtype, device and rank, with one warning. `set_fused(False)` forces the eager
+kernels.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ EAGER: dict[str, Callable[..., object]] = {
 class _State:
     enabled = True
     compiled: dict[str, Callable[..., object]] = {}
+    #: (kernel, dtype, device type, rank) signatures that failed to compile: eager from then on
+    failed: set[tuple] = set()
 
 
 def set_fused(enabled: bool) -> None:
@@ -63,26 +66,40 @@ def set_fused(enabled: bool) -> None:
 
 
 def fused_enabled() -> bool:
-    """Whether the compiled kernels are in use (False after a compile failure)."""
+    """Whether the compiled kernels are switched on (`set_fused`)."""
     return _State.enabled
 
 
+def compiled_signatures_failed() -> set[tuple]:
+    """The (kernel, dtype, device type, rank) signatures that run eagerly after a failure."""
+    return set(_State.failed)
+
+
 def call(name: str, *args: Tensor):
-    """Run kernel `name`: compiled if enabled (compiling on first use), else eager."""
-    if _State.enabled:
+    """Run kernel `name`: compiled if enabled (compiling on first use), else eager.
+
+    A compile failure (no C++ compiler, an unsupported platform, or Dynamo's recompile limit
+    reached by a process that met many dtypes and ranks) makes THAT signature eager for the rest
+    of the process, with one warning; signatures compiled before keep their compiled code.
+    """
+    x = args[0]
+    key = (name, x.dtype, x.device.type, x.dim())
+    if _State.enabled and key not in _State.failed:
         fn = _State.compiled.get(name)
         if fn is None:
             fn = torch.compile(EAGER[name], dynamic=True, fullgraph=True)
             _State.compiled[name] = fn
         try:
             return fn(*args)
-        except Exception as err:  # noqa: BLE001 - any compiler failure: fall back, once
-            _State.enabled = False
+        except Exception as err:  # noqa: BLE001 - any compiler failure: fall back for this key
             first = (str(err).strip().splitlines() or [""])[0][:160]
-            warnings.warn(
-                f"torch.compile cannot build the fused quantizer kernels ({type(err).__name__}: "
-                f"{first}); using the eager kernels (same results, slower)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            if not _State.failed:
+                warnings.warn(
+                    f"torch.compile cannot build the fused quantizer kernels "
+                    f"({type(err).__name__}: {first}); using the eager kernels for {key[1]} "
+                    f"rank-{key[3]} tensors on {key[2]} (same results, slower)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            _State.failed.add(key)
     return EAGER[name](*args)

@@ -263,7 +263,7 @@ def run(cfg: DictConfig) -> dict:
         "threads": torch.get_num_threads(),
         "compile": compile_,
         "channels_last": channels_last,
-        "fused_quant": fused.fused_enabled(),
+        "fused_quant": fused.fused_enabled() and not fused.compiled_signatures_failed(),
         "torch": torch.__version__,
     }
     if cfg.get("output"):

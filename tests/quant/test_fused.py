@@ -11,9 +11,13 @@ from odimo.quant import Uint7ActPact, fused
 
 @pytest.fixture
 def restore_fused():
-    enabled, compiled = fused._State.enabled, dict(fused._State.compiled)
+    """A fresh compiler state (other tests of the process may have filled Dynamo's caches)."""
+    state = fused._State
+    saved = state.enabled, dict(state.compiled), set(state.failed)
+    torch._dynamo.reset()
+    state.compiled, state.failed = {}, set()
     yield
-    fused._State.enabled, fused._State.compiled = enabled, compiled
+    state.enabled, state.compiled, state.failed = saved
 
 
 def pact_run(x: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -32,7 +36,7 @@ def test_compiled_kernels_equal_eager(restore_fused, shape):
     x.view(-1)[:5] = torch.tensor([0.0, 2.5, 2.5 + 1e-3, -0.0, 2.4999])  # the range's edges
     fused.set_fused(True)
     compiled = pact_run(x, 2.5)
-    assert fused.fused_enabled(), "the kernels should compile on this machine"
+    assert not fused.compiled_signatures_failed(), "the kernels should compile on this machine"
     fused.set_fused(False)
     eager = pact_run(x, 2.5)
     assert torch.equal(compiled[0], eager[0]) and torch.equal(compiled[1], eager[1])
@@ -58,12 +62,36 @@ def test_compile_failure_falls_back_to_eager_once(restore_fused, monkeypatch):
         return run
 
     monkeypatch.setattr(torch, "compile", broken)
-    fused._State.compiled = {}
     fused.set_fused(True)
     x = torch.randn(2, 3, 4, 4) * 3
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*eager kernels"):
         got = pact_run(x, 2.0)
-    assert not fused.fused_enabled()
+    assert ("pact_forward", torch.float32, "cpu", 4) in fused.compiled_signatures_failed()
     fused.set_fused(False)
     expected = pact_run(x, 2.0)
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def test_a_failed_signature_leaves_the_compiled_ones(restore_fused, monkeypatch):
+    """After a failure for one dtype/rank, signatures already compiled stay compiled."""
+    fused.set_fused(True)
+    x4 = torch.randn(2, 3, 4, 4) * 3
+    pact_run(x4, 2.0)  # compiles the rank-4 float32 kernels
+    real = fused._State.compiled["pact_forward"]
+
+    def picky(*args):
+        if args[0].dim() == 2:
+            raise RuntimeError("recompile limit reached")
+        return real(*args)
+
+    monkeypatch.setitem(fused._State.compiled, "pact_forward", picky)
+    with pytest.warns(RuntimeWarning, match="rank-2"):
+        pact_run(torch.randn(5, 6), 2.0)
+    assert fused.compiled_signatures_failed() == {("pact_forward", torch.float32, "cpu", 2)}
+    calls = []
+    monkeypatch.setitem(
+        fused._State.compiled, "pact_forward", lambda *a: calls.append(a) or real(*a)
+    )
+    pact_run(x4, 2.0)
+    pact_run(torch.randn(5, 6), 2.0)
+    assert len(calls) == 1  # rank 4 compiled, rank 2 eager
