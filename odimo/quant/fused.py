@@ -13,11 +13,14 @@ The compiled and the eager kernels compute the same values: the same elementwise
 input gradients are equal to the bit; only the clip gradient, a sum, may differ in its last bits
 (another summation order).
 
-Compilation happens once per process and dtype (shapes are dynamic), on first use; Inductor
-caches its code on disk, so later processes start fast. Where it cannot run (no C++ compiler,
-an unsupported platform) the first failure switches to the eager kernels for the rest of the
-process for that dtype, device and rank, with one warning. `set_fused(False)` forces the eager
-kernels.
+The compiled kernels see every tensor as ONE flat run of memory (a view of a contiguous or
+channels-last tensor, whose element order the output keeps): ranks, shapes with 1s and memory
+formats then all share one compiled kernel per dtype and device, instead of one specialisation
+each (a long process would otherwise reach Dynamo's recompile limit). Compilation happens on
+first use; Inductor caches its code on disk, so later processes start fast. Where it cannot run
+(no C++ compiler, an unsupported platform) the first failure switches that dtype and device to
+the eager kernels for the rest of the process, with one warning. `set_fused(False)` forces the
+eager kernels.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ EAGER: dict[str, Callable[..., object]] = {
 class _State:
     enabled = True
     compiled: dict[str, Callable[..., object]] = {}
-    #: (kernel, dtype, device type, rank) signatures that failed to compile: eager from then on
+    #: (kernel, dtype, device type) signatures that failed to compile: eager from then on
     failed: set[tuple] = set()
 
 
@@ -71,33 +74,61 @@ def fused_enabled() -> bool:
 
 
 def compiled_signatures_failed() -> set[tuple]:
-    """The (kernel, dtype, device type, rank) signatures that run eagerly after a failure."""
+    """The (kernel, dtype, device type) signatures that run eagerly after a failure."""
     return set(_State.failed)
+
+
+def _dense(t: Tensor) -> bool:
+    """Whether `t` covers its memory densely in a standard order (contiguous or channels-last)."""
+    channels_last = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+    return t.is_contiguous() or channels_last
+
+
+def _flat(t: Tensor) -> Tensor:
+    """The elements of a dense tensor as a 1-D view, in memory order."""
+    return t.as_strided((t.numel(),), (1,))
+
+
+def _run_flat(fn: Callable[..., object], name: str, x: Tensor, clip: Tensor, other: Tensor):
+    """Run `fn` on flat views; give the element-shaped results back in `x`'s layout.
+
+    `other` is the scale (a scalar) of the forward kernel, the incoming gradient (shaped like
+    `x`, brought to `x`'s layout if it differs) of the backward ones.
+    """
+    if not _dense(x):
+        x = x.contiguous()
+    if name == "pact_forward":
+        return fn(_flat(x), clip, other).as_strided(x.shape, x.stride())
+    if other.stride() != x.stride() or not _dense(other):
+        other = torch.empty_like(x).copy_(other)
+    out = fn(_flat(x), clip, _flat(other))
+    if isinstance(out, tuple):
+        return (out[0].as_strided(x.shape, x.stride()), *out[1:])
+    return out.as_strided(x.shape, x.stride())
 
 
 def call(name: str, *args: Tensor):
     """Run kernel `name`: compiled if enabled (compiling on first use), else eager.
 
-    A compile failure (no C++ compiler, an unsupported platform, or Dynamo's recompile limit
-    reached by a process that met many dtypes and ranks) makes THAT signature eager for the rest
-    of the process, with one warning; signatures compiled before keep their compiled code.
+    A compile failure (no C++ compiler, an unsupported platform) makes that dtype and device
+    eager for the rest of the process, with one warning; others keep their compiled code.
     """
     x = args[0]
-    key = (name, x.dtype, x.device.type, x.dim())
-    if _State.enabled and key not in _State.failed:
+    key = (name, x.dtype, x.device.type)
+    if _State.enabled and key not in _State.failed and x.numel() > 0:
         fn = _State.compiled.get(name)
         if fn is None:
             fn = torch.compile(EAGER[name], dynamic=True, fullgraph=True)
             _State.compiled[name] = fn
         try:
-            return fn(*args)
+            return _run_flat(fn, name, *args)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back for this key
             first = (str(err).strip().splitlines() or [""])[0][:160]
             if not _State.failed:
                 warnings.warn(
                     f"torch.compile cannot build the fused quantizer kernels "
                     f"({type(err).__name__}: {first}); using the eager kernels for {key[1]} "
-                    f"rank-{key[3]} tensors on {key[2]} (same results, slower)",
+                    f"tensors on {key[2]} (same results, slower)",
                     RuntimeWarning,
                     stacklevel=2,
                 )

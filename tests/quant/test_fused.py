@@ -66,32 +66,77 @@ def test_compile_failure_falls_back_to_eager_once(restore_fused, monkeypatch):
     x = torch.randn(2, 3, 4, 4) * 3
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*eager kernels"):
         got = pact_run(x, 2.0)
-    assert ("pact_forward", torch.float32, "cpu", 4) in fused.compiled_signatures_failed()
+    assert ("pact_forward", torch.float32, "cpu") in fused.compiled_signatures_failed()
     fused.set_fused(False)
     expected = pact_run(x, 2.0)
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
 
 
 def test_a_failed_signature_leaves_the_compiled_ones(restore_fused, monkeypatch):
-    """After a failure for one dtype/rank, signatures already compiled stay compiled."""
+    """After a failure for one dtype, dtypes already compiled stay compiled."""
     fused.set_fused(True)
-    x4 = torch.randn(2, 3, 4, 4) * 3
-    pact_run(x4, 2.0)  # compiles the rank-4 float32 kernels
+    x32 = torch.randn(2, 3, 4, 4) * 3
+    pact_run(x32, 2.0)  # compiles the float32 kernels
     real = fused._State.compiled["pact_forward"]
 
     def picky(*args):
-        if args[0].dim() == 2:
-            raise RuntimeError("recompile limit reached")
+        if args[0].dtype == torch.float64:
+            raise RuntimeError("no float64 kernels here")
         return real(*args)
 
     monkeypatch.setitem(fused._State.compiled, "pact_forward", picky)
-    with pytest.warns(RuntimeWarning, match="rank-2"):
-        pact_run(torch.randn(5, 6), 2.0)
-    assert fused.compiled_signatures_failed() == {("pact_forward", torch.float32, "cpu", 2)}
+    with pytest.warns(RuntimeWarning, match="float64"):
+        pact_run(x32.double(), 2.0)
+    assert fused.compiled_signatures_failed() == {("pact_forward", torch.float64, "cpu")}
     calls = []
     monkeypatch.setitem(
         fused._State.compiled, "pact_forward", lambda *a: calls.append(a) or real(*a)
     )
-    pact_run(x4, 2.0)
-    pact_run(torch.randn(5, 6), 2.0)
-    assert len(calls) == 1  # rank 4 compiled, rank 2 eager
+    pact_run(x32, 2.0)
+    pact_run(x32.double(), 2.0)
+    assert len(calls) == 1  # float32 compiled, float64 eager
+
+
+def test_ranks_ones_and_layouts_share_one_kernel(restore_fused):
+    """Many shapes (size-1 dims, ranks 1-5), channels-last and strided inputs, and a gradient in
+    another layout than x: all compiled (no recompile limit reached), all equal to eager."""
+    shapes = [
+        (1, 3, 4, 4),
+        (2, 1, 4, 4),
+        (2, 3, 1, 1),
+        (5,),
+        (1,),
+        (3, 7),
+        (1, 1),
+        (2, 2, 2),
+        (2, 3, 2, 2, 2),
+        (1, 8, 1, 8),
+        (4, 4, 3, 3),
+        (6, 1),
+        (1, 6),
+        (2, 5, 3, 1),
+    ]
+    cases = [torch.randn(s) * 3 for s in shapes]
+    cases.append((torch.randn(2, 3, 5, 5) * 3).contiguous(memory_format=torch.channels_last))
+    cases.append((torch.randn(4, 6) * 3)[:, ::2])  # not dense: copied first
+    cases.append((torch.randn(3, 4) * 3).t())  # dense but transposed: copied first
+    fused.set_fused(True)
+    for x in cases:
+        act = Uint7ActPact(2.5)
+        results = []
+        for enabled in (True, False):
+            fused.set_fused(enabled)
+            xi = x.clone(memory_format=torch.preserve_format).requires_grad_()
+            y = act(xi)
+            grad = (
+                torch.linspace(-1, 1, y.numel())
+                .view(y.shape[::-1])
+                .permute(*reversed(range(y.dim())))
+            )  # a gradient whose strides differ from y's
+            act.clip.grad = None
+            y.backward(grad)
+            results.append((y.detach(), xi.grad, act.clip.grad.clone()))
+        (yc, gc, cc), (ye, ge, ce) = results
+        assert yc.shape == x.shape and torch.equal(yc, ye) and torch.equal(gc, ge), x.shape
+        torch.testing.assert_close(cc, ce, rtol=1e-6, atol=1e-6)
+    assert not fused.compiled_signatures_failed()
