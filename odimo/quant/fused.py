@@ -85,8 +85,13 @@ def _dense(t: Tensor) -> bool:
 
 
 def _flat(t: Tensor) -> Tensor:
-    """The elements of a dense tensor as a 1-D view, in memory order."""
-    return t.as_strided((t.numel(),), (1,))
+    """The elements of a dense tensor as a 1-D tensor over the same memory, in memory order.
+
+    A fresh tensor on `t`'s storage, not a view: Dynamo guards on a view's base (its rank, its
+    sizes) and on `requires_grad`, which would bring back one compiled kernel per shape.
+    """
+    flat = torch.empty(0, dtype=t.dtype, device=t.device)
+    return flat.set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
 
 
 def _run_flat(fn: Callable[..., object], name: str, x: Tensor, clip: Tensor, other: Tensor):
