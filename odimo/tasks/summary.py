@@ -11,9 +11,11 @@ import lightning.pytorch as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from odimo.callbacks.media import plot_mapping
 from odimo.hw import GeometryTable
 from odimo.nn import NetworkCost
 from odimo.nn.baselines import baseline_mapping
+from odimo.nn.mapping import model_mapping
 from odimo.tasks.phases import eval_trainer
 
 
@@ -92,19 +94,12 @@ def final_metrics(
             }
         )
         if cfg.callbacks.plots:
-            plot_final_mapping(network, run_dir / "mapping_bars.png")
+            order = list(network.names)
+            plot_mapping(model_mapping(module.model, platform, order), run_dir / "mapping_bars.png")
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print_summary(metrics, run_dir)
     return metrics
-
-
-def plot_final_mapping(network: NetworkCost, path: Path) -> None:
-    """Bar chart of channels per unit for every layer of the final mapping."""
-    from odimo.analysis.plots import plot_mapping_bars
-
-    counts = network.counts(soft=False).tolist()
-    plot_mapping_bars([(n, int(c[0]), int(c[-1])) for n, c in zip(network.names, counts)], path)
 
 
 def print_summary(metrics: dict, run_dir: Path) -> None:
