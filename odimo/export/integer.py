@@ -187,9 +187,5 @@ def integer_export(
     }
     spec = getattr(model, "spec", None)
     if spec is not None:
-        doc["model"] = {
-            "name": spec.name,
-            "input_size": list(spec.input_size),
-            "num_classes": spec.num_classes,
-        }
+        doc["model"] = spec.to_json()
     return arrays, doc

@@ -7,6 +7,7 @@ from odimo.models.build import (
     build_model,
     fold_float_into,
     is_quantized,
+    model_spec,
     searchable_names,
     to_mapped,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "fold_float_into",
     "is_quantized",
     "load_mapped",
+    "model_spec",
     "save_mapped",
     "searchable_names",
     "to_mapped",

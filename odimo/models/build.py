@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,11 +22,63 @@ MODELS = {"res20": res20, "res18": res18, "mbv1": mbv1}
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild a model: architecture, input size [C, H, W], classes."""
+    """Everything needed to rebuild a model: architecture, input size [C, H, W], classes.
+
+    `options` holds the architecture's own keyword arguments (e.g. a sampled space's
+    `space`/`law`/`id`), as sorted (key, value) pairs so the spec stays hashable.
+    """
 
     name: str
     input_size: tuple[int, int, int]
     num_classes: int
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """`options` as keyword arguments of the model's builder."""
+        return dict(self.options)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (the checkpoint format); `from_json` inverts it."""
+        return {
+            "name": self.name,
+            "input_size": list(self.input_size),
+            "num_classes": self.num_classes,
+            "options": self.kwargs,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelSpec:
+        return cls(
+            str(data["name"]),
+            tuple(int(v) for v in data["input_size"]),
+            int(data["num_classes"]),
+            make_options(data.get("options") or {}),
+        )
+
+
+def make_options(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Sorted, hashable (key, value) pairs; lists become tuples."""
+
+    def freeze(v):
+        if isinstance(v, (list, tuple)):
+            return tuple(freeze(x) for x in v)
+        return v
+
+    return tuple(sorted((str(k), freeze(v)) for k, v in options.items()))
+
+
+def model_spec(model_cfg, input_size, num_classes: int) -> ModelSpec:
+    """The spec of a `model` config group entry: `name` plus any further keys as options."""
+    from omegaconf import OmegaConf
+
+    data = (
+        OmegaConf.to_container(model_cfg, resolve=True)
+        if OmegaConf.is_config(model_cfg)
+        else dict(model_cfg)
+    )
+    name = str(data.pop("name"))
+    return ModelSpec(name, tuple(int(v) for v in input_size), int(num_classes), make_options(data))
 
 
 def build_model(spec: ModelSpec, form: str = "float", platform: Platform | None = None):
@@ -35,7 +88,9 @@ def build_model(spec: ModelSpec, form: str = "float", platform: Platform | None 
     """
     if spec.name not in MODELS:
         raise ConfigError(f"unknown model {spec.name!r} (choose from: {', '.join(MODELS)})")
-    model = MODELS[spec.name](make_ops(form, platform), tuple(spec.input_size), spec.num_classes)
+    model = MODELS[spec.name](
+        make_ops(form, platform), tuple(spec.input_size), spec.num_classes, **spec.kwargs
+    )
     model.spec = spec
     model.form = form
     return model

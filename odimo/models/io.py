@@ -2,13 +2,12 @@
 """Save and load a finished mapped network (the hand-off to export and evaluation).
 
 File format (`torch.save` of a plain dict; `weights_only=True` loads it):
-`{"format": "odimo.mapped/1", "spec": {name, input_size, num_classes}, "platform": "diana",
+`{"format": "odimo.mapped/1", "spec": {name, input_size, num_classes, options}, "platform": "diana",
 "mapping": <mapping JSON dict>, "state_dict": <mapped model state dict>}`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -31,7 +30,7 @@ def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
     mapping = model_mapping(model, platform)
     payload = {
         "format": FORMAT,
-        "spec": {**asdict(model.spec), "input_size": list(model.spec.input_size)},
+        "spec": model.spec.to_json(),
         "platform": platform.name,
         "mapping": mapping.to_json(),
         "state_dict": {
@@ -60,7 +59,7 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
         raise CheckpointError(f"{path} is not an odimo mapped model (format {FORMAT!r})")
     try:
         spec_d = payload["spec"]
-        spec = ModelSpec(spec_d["name"], tuple(spec_d["input_size"]), int(spec_d["num_classes"]))
+        spec = ModelSpec.from_json(spec_d)
         platform = get_platform(payload["platform"])
         model = build_model(spec, "mapped", platform)
     except (KeyError, TypeError, ValueError, ConfigError) as err:

@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from odimo.hw import get_platform, record_geometry
-from odimo.models import ModelSpec, build_model, searchable_names
+from odimo.models import build_model, model_spec, searchable_names
 from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.mapping import Mapping
 from odimo.nn.report import cost_report, format_report
@@ -32,7 +32,7 @@ def resolve_mapping(choice: str, geometry, platform, searchable) -> tuple[Mappin
 def run(cfg: DictConfig) -> dict:
     """Build the model at the dataset's input size, resolve the mapping, report its costs."""
     platform = get_platform(cfg.platform)
-    spec = ModelSpec(cfg.model.name, tuple(cfg.dataset.input_size), int(cfg.dataset.num_classes))
+    spec = model_spec(cfg.model, cfg.dataset.input_size, cfg.dataset.num_classes)
     model = build_model(spec, "float")
     geometry = record_geometry(model, spec.input_size)
     mapping, label = resolve_mapping(str(cfg.mapping), geometry, platform, searchable_names(model))

@@ -33,6 +33,7 @@ from odimo.models import (
     ModelSpec,
     build_model,
     fold_float_into,
+    model_spec,
     save_mapped,
     searchable_names,
     to_mapped,
@@ -94,9 +95,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     print_config(cfg)
     platform = get_platform(str(cfg.platform))
-    spec = ModelSpec(
-        str(cfg.model.name), tuple(cfg.dataset.input_size), int(cfg.dataset.num_classes)
-    )
+    spec = model_spec(cfg.model, cfg.dataset.input_size, cfg.dataset.num_classes)
     datamodule = instantiate(cfg.dataset.datamodule)
     job = run_dir.name
     float_model, warm = warmup(cfg, spec, datamodule, run_dir, "warmup" in phases, job)
