@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -11,29 +12,93 @@ import lightning.pytorch as L
 import torch
 
 from odimo.callbacks.media import log_image, log_table, mapping_rows, media_loggers, plot_mapping
-from odimo.errors import CheckpointError
+from odimo.errors import CheckpointError, ConfigError
 from odimo.hw.platform import Platform
 from odimo.nn.conv import search_layers, set_temperature
 from odimo.nn.cost import NetworkCost
 from odimo.nn.mapping import model_mapping
+from odimo.nn.slack import fill_slack
 
 
 class TemperatureSchedule(L.Callback):
-    """T = initial·exp(-decay·epoch), set at the start of every training epoch.
+    """The search's schedules, each a function of the step (so a resume continues exactly).
 
-    Equivalent to multiplying by exp(-decay) once per epoch after validation, but a function of
-    the epoch alone: a run resumed from any checkpoint continues with exactly the same T.
+    - **Temperature**: with `final` set, T anneals exponentially per step from `initial` to
+      `final`, reached at the last step of the phase, whatever its length. With `final=None`,
+      the reference's per-epoch rule T = initial·exp(−decay·epoch), set at each epoch start.
+    - **α warm-up**: for the first `alpha_warmup_epochs` epochs α is frozen (its optimizer is
+      paused) while the weights train; T stays at `initial` and both schedules start after it.
+    - **λ ramp**: over the first `strength_ramp` share of the steps after the α warm-up, the
+      regularizer's scale rises geometrically from 1/100 to 1.
+
+    Args:
+        initial: T at the first step.
+        final: T at the last step (None: per-epoch `decay`).
+        decay: per-epoch decay exponent of the reference rule (used when `final` is None).
+        alpha_warmup_epochs: epochs with α frozen at the start of the search.
+        strength_ramp: share of the post-warm-up steps over which λ ramps up (0: off).
+        regularizer: the regularizer whose `scale` the ramp sets.
     """
 
-    def __init__(self, initial: float = 1.0, decay: float = 0.045):
+    def __init__(
+        self,
+        initial: float = 1.0,
+        final: float | None = None,
+        decay: float = 0.045,
+        alpha_warmup_epochs: int = 0,
+        strength_ramp: float = 0.0,
+        regularizer=None,
+    ):
         self.initial = float(initial)
+        self.final = None if final is None else float(final)
         self.decay = float(decay)
+        self.alpha_warmup_epochs = int(alpha_warmup_epochs)
+        self.strength_ramp = float(strength_ramp)
+        self.regularizer = regularizer
+        self.steps_per_epoch = 1
+        self.total_steps = 1
 
-    def temperature(self, epoch: int) -> float:
-        return self.initial * math.exp(-self.decay * epoch)
+    def temperature(self, epoch: int, step: int | None = None) -> float:
+        """T at a (epoch, global step)."""
+        if self.final is None:
+            return self.initial * math.exp(-self.decay * max(epoch - self.alpha_warmup_epochs, 0))
+        progress = self.progress(step if step is not None else epoch * self.steps_per_epoch)
+        return self.initial * (self.final / self.initial) ** progress
+
+    def progress(self, step: int) -> float:
+        """Share in [0, 1] of the post-warm-up steps done before `step`."""
+        start = self.alpha_warmup_epochs * self.steps_per_epoch
+        span = max(self.total_steps - 1 - start, 1)
+        return min(max((step - start) / span, 0.0), 1.0)
+
+    def strength_scale(self, step: int) -> float:
+        """Multiplier of λ at a step: 0.01 → 1 geometrically over the ramp, then 1."""
+        if self.strength_ramp <= 0:
+            return 1.0
+        return 0.01 ** (1.0 - min(self.progress(step) / self.strength_ramp, 1.0))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.steps_per_epoch = max(int(trainer.num_training_batches), 1)
+        self.total_steps = max(int(trainer.max_epochs or 1) * self.steps_per_epoch, 1)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        set_temperature(pl_module.model, self.temperature(trainer.current_epoch))
+        frozen = trainer.current_epoch < self.alpha_warmup_epochs
+        for optimizer in trainer.optimizers:
+            if hasattr(optimizer, "paused"):
+                if frozen:
+                    optimizer.paused.add("alpha")
+                else:
+                    optimizer.paused.discard("alpha")
+        self._apply(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._apply(trainer, pl_module)
+
+    def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = int(trainer.global_step)
+        set_temperature(pl_module.model, self.temperature(trainer.current_epoch, step))
+        if self.regularizer is not None:
+            self.regularizer.scale = self.strength_scale(step)
 
 
 class FiniteLossGuard(L.Callback):
@@ -154,20 +219,148 @@ class CostLogger(L.Callback):
         return plot_analog_heatmap(epochs, self.network.names, [f for _, f in history], path)
 
 
-class MappingHandover(L.Callback):
-    """At the end of the search: restore the best HARD checkpoint and write its `mapping.json`.
+HANDOVER_RULES = ("best_within_final", "final", "best_hard")
 
-    The fine-tune then starts from exactly the network that validation selected.
+
+class MappingHandover(L.Callback):
+    """Choose the search epoch whose network the fine-tune gets, restore it, write the mapping.
+
+    After every validation the epoch's hard accuracy and the hard cost of the regularised
+    target are recorded; the epochs that no other epoch beats on both (the non-dominated ones)
+    keep their weights in `candidates/`. At the end, `rule` picks one:
+
+    - ``best_within_final`` (default): the most accurate epoch among those whose hard cost is
+      at most the final epoch's, i.e. the mapping the cost term settled on, not an early,
+      less compressed one (which the best-accuracy rule favours at a large λ);
+    - ``final``: the last epoch;
+    - ``best_hard``: the most accurate epoch overall (the earlier behaviour).
+
+    With a cost target, the bound is the target instead of the final cost; if no epoch meets
+    it, the cheapest epoch is handed over and `handover.json` says by how much it misses.
+    Then, if `fill` names an objective ("latency"/"energy"), slack channels move to the
+    accurate unit (`odimo.nn.slack.fill_slack`) and `mapping.json` is written.
+
+    Args:
+        platform: the platform (mapping format).
+        out_path: where `mapping.json` goes.
+        network: the search model's cost model.
+        regularizer: gives the hard cost of the regularised target (`hard_cost`).
+        phase_dir: the search phase folder (candidates and `handover.json`).
+        rule: one of `HANDOVER_RULES`.
+        target: cost target in the regularizer's unit, or None.
+        fill: slack-filling objective, or None for no filling.
     """
 
-    def __init__(self, platform: Platform, out_path: str | Path):
+    def __init__(
+        self,
+        platform: Platform,
+        out_path: str | Path,
+        network: NetworkCost | None = None,
+        regularizer=None,
+        phase_dir: str | Path | None = None,
+        rule: str = "best_within_final",
+        target: float | None = None,
+        fill: str | None = None,
+    ):
+        if rule not in HANDOVER_RULES:
+            raise ConfigError(
+                f"search.handover must be one of {', '.join(HANDOVER_RULES)}, got {rule!r}"
+            )
         self.platform = platform
         self.out_path = Path(out_path)
+        self.network = network
+        self.regularizer = regularizer
+        self.dir = Path(phase_dir) / "candidates" if phase_dir is not None else None
+        self.rule = rule
+        self.target = target
+        self.fill = fill
+        self.records: list[dict] = self._load_index()
+
+    def _load_index(self) -> list[dict]:
+        index = self.dir / "index.json" if self.dir is not None else None
+        if index is None or not index.is_file():
+            return []
+        return json.loads(index.read_text())["epochs"]
+
+    def _cost(self) -> float:
+        if self.regularizer is not None:
+            return self.regularizer.hard_cost(self.network)
+        return float(self.network(soft=False).total_latency_cycles)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.dir is None or self.network is None:
+            return
+        acc = trainer.callback_metrics.get(pl_module.monitor)
+        if acc is None:
+            return
+        epoch = int(trainer.current_epoch)
+        record = {"epoch": epoch, "acc": float(acc), "cost": self._cost()}
+        self.records = [r for r in self.records if r["epoch"] != epoch] + [record]
+        self._keep_front(pl_module, record)
+
+    def _keep_front(self, pl_module: L.LightningModule, new: dict) -> None:
+        """Store the new epoch if no other beats it; drop the ones it beats."""
+
+        def beats(a: dict, b: dict) -> bool:  # a at least as good on both, a later on ties
+            return a["cost"] <= b["cost"] and a["acc"] >= b["acc"] and a is not b
+
+        stored = [r for r in self.records if r.get("stored")]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not any(beats(r, new) for r in stored):
+            tmp = self.dir / f"epoch={new['epoch']}.tmp"
+            torch.save(pl_module.state_dict(), tmp)
+            tmp.replace(self.dir / f"epoch={new['epoch']}.pt")
+            new["stored"] = True
+            for r in stored:
+                if beats(new, r):
+                    (self.dir / f"epoch={r['epoch']}.pt").unlink(missing_ok=True)
+                    r["stored"] = False
+        tmp = self.dir / "index.tmp"
+        tmp.write_text(json.dumps({"epochs": self.records}, indent=1) + "\n")
+        tmp.replace(self.dir / "index.json")
+
+    def choose(self) -> tuple[dict | None, dict]:
+        """(the chosen record, a report) under `rule` and the target."""
+        if not self.records:
+            return None, {"rule": self.rule}
+        records = sorted(self.records, key=lambda r: r["epoch"])
+        final = records[-1]
+        bound = self.target if self.target is not None else final["cost"]
+        if self.rule == "final":
+            pool = [final]
+        elif self.rule == "best_hard":
+            pool = records
+        else:
+            pool = [r for r in records if r["cost"] <= bound * (1 + 1e-9)]
+        stored = [r for r in pool if r.get("stored") or r is final]
+        if not stored:  # nothing meets the target: the cheapest epoch
+            stored = [min((r for r in records if r.get("stored")), key=lambda r: r["cost"])]
+        chosen = max(stored, key=lambda r: (r["acc"], -r["cost"], r["epoch"]))
+        report = {"rule": self.rule, "chosen_epoch": chosen["epoch"], "final_epoch": final["epoch"]}
+        report.update({"bound": bound, "epochs": records})
+        return chosen, report
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if best:
-            load_module_state(pl_module, best)
+        chosen, report = self.choose()
+        if chosen is not None and chosen["epoch"] != report["final_epoch"]:
+            path = self.dir / f"epoch={chosen['epoch']}.pt"
+            pl_module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        elif chosen is None:
+            best = (
+                trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            )
+            if best:
+                load_module_state(pl_module, best)
+        if self.fill is not None and self.network is not None:
+            moved = fill_slack(self.network, self.fill)
+            report["slack_filled"] = {"objective": self.fill, "channels": moved}
+        if self.network is not None:
+            report["handed_over_cost"] = self._cost()
+        if self.target is not None:
+            report["target"] = self.target
+            report["target_met"] = report["handed_over_cost"] <= self.target * (1 + 1e-9)
+        if self.dir is not None:
+            (self.dir.parent / "handover.json").write_text(json.dumps(report, indent=1) + "\n")
         model_mapping(pl_module.model, self.platform).save(self.out_path)
 
 

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from odimo.errors import TrainingDivergedError
 from odimo.lit.optim import make_optimizer, parameter_groups
-from odimo.nn.conv import hard_mapping
+from odimo.nn.conv import hard_mapping, polarization
 from odimo.nn.cost import NetworkCost, Regularizer
 
 
@@ -117,6 +117,8 @@ class SearchModule(PhaseModule):
     Args:
         network: cost model of `model` (geometry recorded once).
         regularizer: strength × cost.
+        polarization: weight of the polarisation term (`odimo.nn.polarization`), added to the
+            regularizer loss; 0 disables it.
     """
 
     def __init__(
@@ -126,14 +128,20 @@ class SearchModule(PhaseModule):
         optim: dict,
         network: NetworkCost,
         regularizer: Regularizer,
+        polarization: float = 0.0,
     ):
         super().__init__(model, num_classes, optim)
         self.network = network
         self.regularizer = regularizer
+        self.polarization = float(polarization)
         self.val_acc_soft = MulticlassAccuracy(num_classes, average="micro")
 
     def losses(self, batch: tuple[Tensor, Tensor]):
-        return step_loss(self.model, batch, self.network, self.regularizer)
+        total, task, reg, logits = step_loss(self.model, batch, self.network, self.regularizer)
+        if self.polarization > 0:
+            pol = self.polarization * polarization(self.model).to(total.device)
+            total, reg = total + pol, reg + pol
+        return total, task, reg, logits
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch

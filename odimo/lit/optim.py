@@ -49,6 +49,8 @@ class MultiOptimizer(Optimizer):
         if not optimizers:
             raise ValueError("MultiOptimizer needs at least one optimizer")
         self.optimizers = dict(optimizers)
+        #: names of the children that `step` skips (e.g. α during the α warm-up)
+        self.paused: set[str] = set()
         self.defaults: dict = {}
         self.state: dict = {}
         self._link_groups()
@@ -68,8 +70,9 @@ class MultiOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for opt in self.optimizers.values():
-            opt.step()
+        for name, opt in self.optimizers.items():
+            if name not in self.paused:
+                opt.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

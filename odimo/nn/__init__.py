@@ -3,12 +3,15 @@
 
 from odimo.nn.conv import (
     ALPHA_INIT,
+    SAMPLING,
     Conv2dBN,
     MappedConv2d,
     QuantConv2d,
     SearchConv2d,
     hard_mapping,
+    polarization,
     search_layers,
+    set_sampling,
     set_temperature,
 )
 from odimo.nn.cost import (
@@ -19,6 +22,7 @@ from odimo.nn.cost import (
     NetworkCost,
     NoRegularizer,
     Regularizer,
+    TargetRegularizer,
     make_regularizer,
 )
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
@@ -26,6 +30,7 @@ from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 __all__ = [
     "ALPHA_INIT",
     "REGULARIZERS",
+    "SAMPLING",
     "Conv2dBN",
     "EnergyRegularizer",
     "LatencyRegularizer",
@@ -37,11 +42,14 @@ __all__ = [
     "QuantConv2d",
     "Regularizer",
     "SearchConv2d",
+    "TargetRegularizer",
     "apply_mapping",
     "hard_mapping",
     "make_regularizer",
     "model_mapping",
+    "polarization",
     "quant_layers",
     "search_layers",
+    "set_sampling",
     "set_temperature",
 ]

@@ -4,7 +4,9 @@
 Layers whose mapping the architecture fixes (not searchable, e.g. MobileNet's depthwise convs)
 stay on the first unit that can run them in every baseline; the others follow the rule:
 
-- `all_digital` / `all_analog`: every free layer on that unit (where it can run);
+- `all_digital`: every free layer on the digital unit;
+- `all_analog`: every layer the analog unit can run on it, fixed ones included (as the
+  reference's all-ternary network: only MobileNet's depthwise convs stay digital);
 - `io_digital`: first and last layer of the network digital, the other free layers analog;
 - `min_latency`: each whole free layer on its faster unit (ties: digital);
 - `min_latency_max8`: min_latency, then in each layer on the analog unit as many channels moved
@@ -66,6 +68,9 @@ def baseline_assignments(
     for i, g in enumerate(geometry):
         allowed = platform.allowed_units(g)
         fixed_unit = allowed.index(True)
+        if name == "all_analog" and allowed[a]:
+            out[g.name] = [a] * g.c_out
+            continue
         if g.name not in free:
             out[g.name] = [fixed_unit] * g.c_out
             continue

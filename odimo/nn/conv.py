@@ -192,11 +192,27 @@ class QuantConv2d(nn.Conv2d):
         return self._conv_forward(x, weight, bias)
 
 
+#: How a search conv turns α into per-channel unit weights while training (see `SearchConv2d`).
+SAMPLING = ("soft", "hard", "gumbel", "gumbel_hard")
+
+
 class SearchConv2d(QuantConv2d):
     """A conv whose per-channel unit is searched: softmax(α/T) over units, per output channel.
 
     Units that cannot run this conv (e.g. analog for grouped convs) get probability 0.
     The temperature is a persistent buffer, so checkpoints carry it.
+
+    `sampling` chooses what the training forward uses (evaluation never samples):
+
+    - ``soft``: the softmax mixture of the units' weights (the method as published);
+    - ``hard``: straight-through: the forward uses the one-hot argmax (the network that is
+      deployed) and the gradient flows through the softmax;
+    - ``gumbel``: softmax((α + g)/T) with Gumbel noise g drawn every step;
+    - ``gumbel_hard``: the one-hot argmax of α + g forward, the Gumbel softmax backward.
+
+    The cost model sees the noise-free weights (`cost_weights`): the softmax for ``soft`` and
+    ``gumbel``, the straight-through argmax for ``hard`` and ``gumbel_hard``, so with hard
+    sampling the cost term's value is the deployed mapping's cost.
     """
 
     def __init__(self, *args, **kwargs):
@@ -206,13 +222,50 @@ class SearchConv2d(QuantConv2d):
         )
         self.register_buffer("temperature", torch.tensor(1.0))
         self.hard = False
+        self.sampling = "soft"
+
+    def masked_logits(self) -> Tensor:
+        """α with the units that cannot run this conv set to -inf."""
+        return self.alpha.masked_fill(~self.allowed, float("-inf"))
+
+    def probabilities(self) -> Tensor:
+        """softmax(α/T) over units [U, C_out], without noise."""
+        return torch.softmax(self.masked_logits() / self.temperature, dim=0)
+
+    def _one_hot(self) -> Tensor:
+        return F.one_hot(self.hard_assignment(), self.platform.num_units).T.to(self.alpha.dtype)
 
     def unit_weights(self) -> Tensor:
         if self.hard:
-            one_hot = F.one_hot(self.hard_assignment(), self.platform.num_units)
-            return one_hot.T.to(self.alpha.dtype)
-        logits = (self.alpha / self.temperature).masked_fill(~self.allowed, float("-inf"))
-        return torch.softmax(logits, dim=0)
+            return self._one_hot()
+        if not self.training:
+            return self.probabilities()
+        if self.sampling in ("soft", "hard"):
+            return self.cost_weights()
+        gumbel = -torch.log(-torch.log(torch.rand_like(self.alpha).clamp_(1e-10, 1.0 - 1e-7)))
+        soft = torch.softmax((self.masked_logits() + gumbel) / self.temperature, dim=0)
+        if self.sampling == "gumbel":
+            return soft
+        index = soft.detach().argmax(0)
+        one_hot = F.one_hot(index, self.platform.num_units).T.to(soft.dtype)
+        return one_hot + soft - soft.detach()
+
+    def cost_weights(self) -> Tensor:
+        """Noise-free unit weights for the cost model (see the class docstring)."""
+        if self.hard:
+            return self._one_hot()
+        soft = self.probabilities()
+        if self.sampling in ("hard", "gumbel_hard"):
+            return self._one_hot() + soft - soft.detach()
+        return soft
+
+    def unit_counts(self, soft: bool) -> Tensor:
+        if soft:
+            return self.cost_weights().sum(1)
+        return super().unit_counts(soft=False)
+
+    def active_units(self) -> tuple[int, ...]:
+        return self.allowed_units
 
     def exact_eval(self) -> bool:
         return self.hard
@@ -285,6 +338,34 @@ def set_temperature(model: nn.Module, temperature: float) -> None:
     """Set the softmax temperature of every search conv (one shared value)."""
     for layer in search_layers(model):
         layer.temperature.fill_(temperature)
+
+
+def set_sampling(model: nn.Module, sampling: str) -> None:
+    """Set how every search conv samples its units while training (one of `SAMPLING`)."""
+    if sampling not in SAMPLING:
+        raise ValueError(f"unknown sampling {sampling!r} (choose from: {', '.join(SAMPLING)})")
+    for layer in search_layers(model):
+        layer.sampling = sampling
+
+
+def polarization(model: nn.Module) -> Tensor:
+    """Mean over searched channels of how far the softmax is from one-hot, in [0, 1].
+
+    Per channel 1 − Σ_u p_u², scaled by U/(U−1) over the units allowed: 1 for a uniform
+    split, 0 for a one-hot one (a Gini-style polarisation term).
+    """
+    total, count = None, 0
+    for layer in search_layers(model):
+        p = layer.probabilities()
+        units = len(layer.allowed_units)
+        if units < 2:
+            continue
+        term = ((1.0 - (p * p).sum(0)) * (units / (units - 1))).sum()
+        total = term if total is None else total + term
+        count += layer.out_channels
+    if total is None:
+        return torch.zeros(())
+    return total / count
 
 
 @contextmanager

@@ -78,21 +78,36 @@ class NetworkCost:
 
 
 class Regularizer:
-    """strength × a scalar cost of the network (the term added to the task loss)."""
+    """strength × scale × a scalar cost of the network (the term added to the task loss).
+
+    `scale` is a plain float multiplier that schedules may change between steps (the λ ramp);
+    it is 1 otherwise.
+    """
 
     name = "base"
+    #: unit of `cost`, for reports ("cycles" or "mW·cycles")
+    unit = "cycles"
 
     def __init__(self, strength: float):
         if not strength >= 0:
             raise ConfigError(f"strength must be a number >= 0, got {strength!r}")
         self.strength = float(strength)
+        self.scale = 1.0
 
     def cost(self, network: NetworkCost) -> Tensor:
         """The unweighted, differentiable cost (soft counts)."""
         raise NotImplementedError
 
+    def hard_cost(self, network: NetworkCost) -> float:
+        """The same cost of the current argmax mapping (host sync: not in a training step)."""
+        with torch.no_grad():
+            return float(self._hard(network(soft=False)))
+
+    def _hard(self, cost: CostBreakdown) -> Tensor:
+        return cost.total_latency_cycles
+
     def __call__(self, network: NetworkCost) -> Tensor:
-        return self.strength * self.cost(network)
+        return (self.strength * self.scale) * self.cost(network)
 
 
 class LatencyRegularizer(Regularizer):
@@ -108,9 +123,13 @@ class EnergyRegularizer(Regularizer):
     """Σ_layers energy with the soft overlap model (`reg=power`), in mW·cycles."""
 
     name = "power"
+    unit = "mW·cycles"
 
     def cost(self, network: NetworkCost) -> Tensor:
         return network(soft=True).total_energy_mw_cycles
+
+    def _hard(self, cost: CostBreakdown) -> Tensor:
+        return cost.total_energy_mw_cycles
 
 
 class NaiveEnergyRegularizer(Regularizer):
@@ -120,6 +139,9 @@ class NaiveEnergyRegularizer(Regularizer):
 
     def cost(self, network: NetworkCost) -> Tensor:
         return network.platform.busy_cycles(network(soft=True).unit_cycles).sum()
+
+    def _hard(self, cost: CostBreakdown) -> Tensor:
+        return cost.unit_cycles.sum()
 
 
 class NoRegularizer(Regularizer):
@@ -135,6 +157,40 @@ class NoRegularizer(Regularizer):
 
     def __call__(self, network: NetworkCost) -> Tensor:
         return self.cost(network)
+
+
+class TargetRegularizer(Regularizer):
+    """Target (constraint) mode: strength × max(0, cost − target), only the excess is penalised.
+
+    The strength is not guessed: `calibrate` sets it so that the penalty at the start of the
+    search equals the task loss after the warm-up, λ = L_task / (cost_initial − target) (the
+    denominator is floored at 5 % of the target, for a start that already meets it).
+
+    Args:
+        base: the regularizer whose cost is constrained (latency or power).
+        target: the target in the base cost's unit (cycles or mW·cycles).
+    """
+
+    def __init__(self, base: Regularizer, target: float):
+        if not target > 0:
+            raise ConfigError(f"the cost target must be > 0, got {target!r}")
+        super().__init__(0.0)
+        self.base = base
+        self.target = float(target)
+        self.name = f"{base.name}-target"
+        self.unit = base.unit
+
+    def calibrate(self, task_loss: float, initial_cost: float) -> float:
+        """Set and return the strength from the task loss and the initial cost."""
+        gap = max(float(initial_cost) - self.target, 0.05 * self.target)
+        self.strength = float(task_loss) / gap
+        return self.strength
+
+    def cost(self, network: NetworkCost) -> Tensor:
+        return torch.relu(self.base.cost(network) - self.target)
+
+    def _hard(self, cost: CostBreakdown) -> Tensor:
+        return self.base._hard(cost)
 
 
 REGULARIZERS: dict[str, type[Regularizer]] = {

@@ -94,11 +94,13 @@ def fit_phase(
     phase_cfg: DictConfig,
     job_name: str,
     callbacks: list[L.Callback] = (),
+    restore_best: bool = True,
 ) -> L.Trainer:
     """Train a phase, resuming from `last.ckpt` if a previous attempt left one.
 
     Checkpoints and early stopping follow `module.monitor` (the deployed network's accuracy).
-    At the end the best checkpoint's weights are loaded into `module`.
+    At the end the best checkpoint's weights are loaded into `module`, unless `restore_best`
+    is False (the search's hand-over callback chooses what to keep).
     """
     ckpt_dir = phase_dir / "checkpoints"
     checkpoint = ModelCheckpoint(
@@ -145,7 +147,7 @@ def fit_phase(
     finally:
         if cfg.logger.wandb.enabled:
             finish_wandb()
-    if checkpoint.best_model_path:
+    if restore_best and checkpoint.best_model_path:
         load_module_state(module, checkpoint.best_model_path)
     return trainer
 

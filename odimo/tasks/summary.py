@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from odimo.callbacks.media import plot_mapping
 from odimo.hw import GeometryTable
 from odimo.nn import NetworkCost
-from odimo.nn.baselines import baseline_mapping
+from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.mapping import model_mapping
 from odimo.tasks.phases import eval_trainer
 
@@ -47,12 +47,12 @@ def evaluate(cfg: DictConfig, module: L.LightningModule, datamodule) -> dict[str
 
 
 def reference_costs(network: NetworkCost) -> dict[str, dict[str, float]]:
-    """Hard latency and energy of the all-digital and all-analog mappings of the same network."""
+    """Hard latency and energy of the five baseline mappings of the same network."""
     platform, geometry = network.platform, network.geometry
     table = GeometryTable(geometry, dtype=torch.float64)
     free = [n for n, layer in zip(network.names, network.layers) if layer.searchable]
     out = {}
-    for name in ("all_digital", "all_analog"):
+    for name in BASELINES:
         mapping = baseline_mapping(name, geometry, platform, free)
         cost = platform.evaluate(mapping.counts_tensor(network.names), table)
         latency, energy = float(cost.total_latency_cycles), float(cost.total_energy_mw_cycles)
@@ -93,6 +93,8 @@ def final_metrics(
                 "reference": reference_costs(network),
             }
         )
+        if kind == "search":
+            metrics.update(search_metrics(cfg, run_dir, cost))
         if cfg.callbacks.plots:
             order = list(network.names)
             plot_mapping(model_mapping(module.model, platform, order), run_dir / "mapping_bars.png")
@@ -102,8 +104,41 @@ def final_metrics(
     return metrics
 
 
+#: target keys of the `reg` group -> (cost summary key, unit)
+TARGETS = {"target_ms": ("latency_ms", "ms"), "target_uj": ("energy_uj", "µJ")}
+
+
+def search_metrics(cfg: DictConfig, run_dir: Path, cost: dict) -> dict:
+    """The hand-over choice and, in target mode, whether the deployed cost meets the target."""
+    out: dict = {}
+    handover = run_dir / "search" / "handover.json"
+    if handover.is_file():
+        info = json.loads(handover.read_text())
+        out["search/handover_rule"] = info.get("rule")
+        out["search/handover_epoch"] = info.get("chosen_epoch")
+        filled = (info.get("slack_filled") or {}).get("channels") or {}
+        out["search/slack_filled_channels"] = int(sum(filled.values()))
+    target_file = run_dir / "search" / "target.json"
+    if target_file.is_file():
+        out["search/target_strength"] = json.loads(target_file.read_text())["strength"]
+    for key, (metric, unit) in TARGETS.items():
+        target = cfg.reg.get(key)
+        if target is None:
+            continue
+        excess = cost[metric] - float(target)
+        out.update(
+            {
+                "final/target/value": float(target),
+                "final/target/unit": unit,
+                "final/target/met": bool(excess <= 1e-9 * float(target)),
+                "final/target/excess": max(excess, 0.0),
+            }
+        )
+    return out
+
+
 def print_summary(metrics: dict, run_dir: Path) -> None:
-    """A few lines: accuracy, latency and energy, next to all-digital and all-analog."""
+    """A few lines: accuracy, latency and energy, the target, and the five baselines' costs."""
     lines = [
         f"run: {run_dir}  ({metrics['kind']}, {metrics['model']} on {metrics['dataset']}, "
         f"reg={metrics['reg']} strength={metrics['strength']:g}, "
@@ -118,6 +153,17 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
             f"energy (µJ) {metrics['final/cost/energy_hard_uj']:.4f}   analog channels "
             f"{100 * metrics['final/arch/analog_frac']:.1f} %"
         )
+        if "final/target/value" in metrics:
+            value, unit = metrics["final/target/value"], metrics["final/target/unit"]
+            if metrics["final/target/met"]:
+                lines.append(f"  {'target':30s} {value:g} {unit}: met")
+            else:
+                excess = metrics["final/target/excess"]
+                lines.append(
+                    f"  {'target':30s} {value:g} {unit}: NOT met, {excess:.4f} {unit} "
+                    f"({100 * excess / value:.1f} %) above it"
+                )
+        lines.append("  baselines (same network, cost only; train them with sweep=baselines):")
         for name, ref in metrics["reference"].items():
             lines.append(f"  {name:30s} {ref['latency_ms']:.4f} ms   {ref['energy_uj']:.4f} µJ")
     print("\n".join(lines))

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 
 import lightning.pytorch as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,7 +39,16 @@ from odimo.models import (
     searchable_names,
     to_mapped,
 )
-from odimo.nn import NetworkCost, apply_mapping, make_regularizer, model_mapping
+from odimo.nn import (
+    NetworkCost,
+    Regularizer,
+    TargetRegularizer,
+    apply_mapping,
+    make_regularizer,
+    model_mapping,
+    set_sampling,
+    set_temperature,
+)
 from odimo.nn.baselines import baseline_mapping
 from odimo.quant import fused
 from odimo.tasks.phases import eval_trainer, fit_phase, load_state, save_state, warmup_key
@@ -152,35 +162,131 @@ def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed:
     return model, module
 
 
+def search_target(cfg: DictConfig, platform) -> float | None:
+    """The cost target of the search in the regularizer's unit (cycles / mW·cycles), or None.
+
+    `reg.target_ms` (reg=latency) or `reg.target_uj` (reg=power) switch the search to target
+    mode; the λ of `strength` is then derived, not given.
+    """
+    reg = str(cfg.reg.name)
+    given = {k: cfg.reg.get(k) for k in ("target_ms", "target_uj") if cfg.reg.get(k) is not None}
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ConfigError(
+            "give one target: reg.target_ms (reg=latency) or reg.target_uj (reg=power)"
+        )
+    key, value = next(iter(given.items()))
+    needs = {"target_ms": "latency", "target_uj": "power"}[key]
+    if reg != needs:
+        raise ConfigError(f"reg.{key} is a target for reg={needs}, not reg={reg}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"reg.{key} must be a number, got {value!r}") from None
+    if not value > 0:
+        raise ConfigError(f"reg.{key} must be > 0, got {value}")
+    # ms -> cycles and µJ -> mW·cycles share the factor f/1e3
+    return value * platform.freq_hz / 1e3
+
+
+def search_regularizer(cfg: DictConfig, platform) -> Regularizer:
+    """strength × cost, or the target mode's hinge when a target is given."""
+    regularizer = make_regularizer(str(cfg.reg.name), float(cfg.strength))
+    target = search_target(cfg, platform)
+    return TargetRegularizer(regularizer, target) if target is not None else regularizer
+
+
+@torch.no_grad()
+def calibrate_target(
+    regularizer: TargetRegularizer, model, network: NetworkCost, datamodule, path: Path
+) -> None:
+    """Derive the target mode's λ once (val task loss and initial cost), kept in `path`."""
+    if path.is_file():
+        regularizer.strength = float(json.loads(path.read_text())["strength"])
+        return
+    datamodule.setup("fit")
+    was_training = model.training
+    model.eval()
+    losses = []
+    for i, (x, y) in enumerate(datamodule.val_dataloader()):
+        if i == 8:
+            break
+        losses.append(float(torch.nn.functional.cross_entropy(model(x), y)))
+    model.train(was_training)
+    task_loss = sum(losses) / max(len(losses), 1)
+    initial = float(regularizer.base.cost(network))
+    strength = regularizer.calibrate(task_loss, initial)
+    info = {"target": regularizer.target, "unit": regularizer.unit, "task_loss": task_loss}
+    info.update({"initial_cost": initial, "strength": strength})
+    path.write_text(json.dumps(info, indent=1) + "\n")
+    print(
+        f"[search] target mode: λ = {strength:.3g} per {regularizer.unit} (task loss "
+        f"{task_loss:.3f}, initial cost {initial:.4g}, target {regularizer.target:.4g})"
+    )
+
+
+def fill_objective(cfg: DictConfig) -> str | None:
+    """What slack filling must not raise: the regularised cost (None when filling is off)."""
+    if not bool(cfg.search.get("fill_slack", False)):
+        return None
+    return "energy" if str(cfg.reg.name) in ("power", "power-naive") else "latency"
+
+
 def search(
     cfg: DictConfig, spec: ModelSpec, platform, float_model, datamodule, run_dir: Path, job: str
 ) -> SearchModule:
-    """ODiMO search from the folded warm-up; returns the module with the best hard weights."""
+    """ODiMO search from the folded warm-up; returns the module with the handed-over weights."""
     phase_dir = run_dir / "search"
     model = build_model(spec, "search", platform)
     fold_float_into(model, float_model)
+    s = cfg.search
+    set_sampling(model, str(s.get("sampling", "soft")))
+    set_temperature(model, float(s.temperature.initial))
     network = NetworkCost(model, platform, spec.input_size)
-    regularizer = make_regularizer(str(cfg.reg.name), float(cfg.strength))
+    regularizer = search_regularizer(cfg, platform)
     module = SearchModule(
         model,
         spec.num_classes,
-        OmegaConf.to_container(cfg.search.optim, resolve=True),
+        OmegaConf.to_container(s.optim, resolve=True),
         network,
         regularizer,
+        polarization=float(s.get("polarization", 0.0)),
     )
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
         return module
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    target = getattr(regularizer, "target", None)
+    if target is not None:
+        calibrate_target(regularizer, model, network, datamodule, phase_dir / "target.json")
     plots = bool(cfg.callbacks.plots)
+    final = s.temperature.get("final")
     callbacks = [
-        TemperatureSchedule(cfg.search.temperature.initial, cfg.search.temperature.decay),
-        MappingHandover(platform, run_dir / "mapping.json"),
+        TemperatureSchedule(
+            s.temperature.initial,
+            None if final is None else float(final),
+            s.temperature.get("decay", 0.045),
+            int(s.get("alpha_warmup_epochs", 0)),
+            float(s.get("strength_ramp", 0.0)),
+            regularizer,
+        ),
+        MappingHandover(
+            platform,
+            run_dir / "mapping.json",
+            network,
+            regularizer,
+            phase_dir,
+            str(s.get("handover", "best_hard")),
+            target,
+            fill_objective(cfg),
+        ),
         MappingMedia(platform, run_dir / "mapping_bars.png", plots),
     ]
     if cfg.callbacks.cost_curves:
         callbacks.append(CostLogger(network, phase_dir, heatmap=plots))
-    fit_phase(cfg, module, datamodule, phase_dir, "search", cfg.search, job, callbacks)
+    fit_phase(cfg, module, datamodule, phase_dir, "search", s, job, callbacks, restore_best=False)
     if not cfg.callbacks.layer_table:
         (phase_dir / "layers.csv").unlink(missing_ok=True)
     save_state(

@@ -91,7 +91,9 @@ def test_fixed_rules(net, diana, reference_geometry, searchable):
     for i, g in enumerate(geometry):
         free = g.name in searchable[net] and g.groups == 1
         assert maps["all_digital"].counts(g.name) == [g.c_out, 0]
-        assert maps["all_analog"].counts(g.name) == ([0, g.c_out] if free else [g.c_out, 0])
+        # all_analog: every layer the analog core can run (groups 1), fixed ones included
+        analog_ok = g.groups == 1
+        assert maps["all_analog"].counts(g.name) == ([0, g.c_out] if analog_ok else [g.c_out, 0])
         io = i in (0, last) or not free
         assert maps["io_digital"].counts(g.name) == ([g.c_out, 0] if io else [0, g.c_out]), g.name
 
@@ -101,8 +103,20 @@ def test_mbv1_fixed_layers_stay_digital(diana, reference_geometry, searchable):
     for b in BASELINES:
         m = baseline_mapping(b, geometry, diana, searchable["mbv1"])
         for g in geometry:
-            if g.name in ("input_layer", "fc") or g.groups > 1:
+            if g.groups > 1 or (g.name in ("input_layer", "fc") and b != "all_analog"):
                 assert m.counts(g.name) == [g.c_out, 0], (b, g.name)
+
+
+def test_mbv1_all_analog_is_not_io_digital(diana, reference_geometry, searchable):
+    """The reference's all-ternary MobileNet: input conv and classifier analog too."""
+    geometry = reference_geometry("mbv1")
+    all_analog = baseline_mapping("all_analog", geometry, diana, searchable["mbv1"])
+    io = baseline_mapping("io_digital", geometry, diana, searchable["mbv1"])
+    assert all_analog.counts("input_layer") == [0, 8] and all_analog.counts("fc") == [0, 2]
+    assert all_analog.layers != io.layers
+    for g in geometry:  # only the depthwise convs stay digital
+        expected = [g.c_out, 0] if g.groups > 1 else [0, g.c_out]
+        assert all_analog.counts(g.name) == expected, g.name
 
 
 def test_res20_baseline_totals(diana, reference_geometry, searchable):

@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Slack filling: give the accurate unit every channel it can take at no extra cost.
+
+Below 512 output channels DIANA's analog cost of a layer is flat, and the latency of a layer is
+the max of its units, so a layer mapped mostly to the analog core can often move several
+channels to the 8-bit digital core without any cost: the `min_latency_max8` heuristic does this
+for whole-analog layers. A searched mapping gets no gradient for that slack (the max passes
+gradient only to the slower unit), so the hand-over fills it explicitly: in each searched layer,
+the largest number of channels moves from the cheap unit to the accurate one such that the
+layer's cost (latency or energy) does not rise; the channels moved are those whose α is closest
+to choosing the accurate unit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from odimo.hw.geometry import GeometryTable
+from odimo.nn.conv import SearchConv2d
+from odimo.nn.cost import NetworkCost
+
+OBJECTIVES = ("latency", "energy")
+
+
+def layer_costs(network: NetworkCost, index: int, counts: torch.Tensor, objective: str):
+    """Hard cost of layer `index` for each row of channel counts [K, U] (float64)."""
+    platform = network.platform
+    table = GeometryTable([network.geometry[index]] * counts.shape[0], dtype=torch.float64)
+    cycles = platform.unit_cycles(counts, table)
+    if objective == "latency":
+        return platform.latency_cycles(cycles, soft=False)
+    return platform.energy_mw_cycles(cycles, soft=False)
+
+
+@torch.no_grad()
+def fill_slack(
+    network: NetworkCost,
+    objective: str = "latency",
+    accurate: str = "digital",
+    cheap: str = "analog",
+) -> dict[str, int]:
+    """Move channels of every search layer from `cheap` to `accurate` while its cost holds.
+
+    Edits α of the moved channels so their argmax becomes the accurate unit; returns the
+    number of channels moved per layer (layers with none moved are left out).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    platform = network.platform
+    acc, chp = platform.unit_index(accurate), platform.unit_index(cheap)
+    moved: dict[str, int] = {}
+    for i, (name, layer) in enumerate(zip(network.names, network.layers)):
+        if not isinstance(layer, SearchConv2d):
+            continue
+        if acc not in layer.allowed_units or chp not in layer.allowed_units:
+            continue
+        counts = layer.unit_counts(soft=False).double().cpu()
+        n_cheap = int(counts[chp])
+        if n_cheap == 0:
+            continue
+        k = torch.arange(n_cheap + 1, dtype=torch.float64)
+        rows = counts.repeat(n_cheap + 1, 1)
+        rows[:, acc] += k
+        rows[:, chp] -= k
+        cost = layer_costs(network, i, rows, objective)
+        fits = torch.nonzero(cost <= cost[0] * (1 + 1e-12)).flatten()
+        take = int(fits.max())
+        if take == 0:
+            continue
+        alpha = layer.alpha
+        on_cheap = torch.nonzero(layer.hard_assignment() == chp).flatten()
+        preference = (alpha[acc] - alpha[chp])[on_cheap]
+        chosen = on_cheap[torch.argsort(preference, descending=True)[:take]]
+        alpha[acc, chosen] = alpha[:, chosen].max(0).values + 1e-3
+        moved[name] = take
+    return moved
