@@ -248,7 +248,7 @@ class SearchConv2d(QuantConv2d):
             return soft
         index = soft.detach().argmax(0)
         one_hot = F.one_hot(index, self.platform.num_units).T.to(soft.dtype)
-        return one_hot + soft - soft.detach()
+        return (soft - soft.detach()) + one_hot
 
     def cost_weights(self) -> Tensor:
         """Noise-free unit weights for the cost model (see the class docstring)."""
@@ -256,7 +256,7 @@ class SearchConv2d(QuantConv2d):
             return self._one_hot()
         soft = self.probabilities()
         if self.sampling in ("hard", "gumbel_hard"):
-            return self._one_hot() + soft - soft.detach()
+            return (soft - soft.detach()) + self._one_hot()
         return soft
 
     def unit_counts(self, soft: bool) -> Tensor:

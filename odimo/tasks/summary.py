@@ -139,10 +139,16 @@ def search_metrics(cfg: DictConfig, run_dir: Path, cost: dict) -> dict:
 
 def print_summary(metrics: dict, run_dir: Path) -> None:
     """A few lines: accuracy, latency and energy, the target, and the five baselines' costs."""
+    if "final/target/value" in metrics:
+        lam = metrics.get("search/target_strength", float("nan"))
+        goal = (
+            f"target {metrics['final/target/value']:g} {metrics['final/target/unit']} (λ {lam:.3g})"
+        )
+    else:
+        goal = f"strength={metrics['strength']:g}"
     lines = [
         f"run: {run_dir}  ({metrics['kind']}, {metrics['model']} on {metrics['dataset']}, "
-        f"reg={metrics['reg']} strength={metrics['strength']:g}, "
-        f"{metrics['wall_time_s']:.0f} s)"
+        f"reg={metrics['reg']} {goal}, {metrics['wall_time_s']:.0f} s)"
     ]
     for key in ("final/test/acc_hard", "final/val/acc_hard", "final/test/acc_float"):
         if key in metrics:

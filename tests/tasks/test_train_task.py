@@ -94,15 +94,17 @@ def _search_checkpoint(tmp_path, run_name):
 
 
 def test_global_step_counts_batches_and_resume_continues_exactly(tmp_path):
+    # the reference's per-epoch temperature rule (the per-step one: test_search_quality.py)
+    per_epoch = "search.temperature.final=null"
     # an uninterrupted 2-epoch search
-    run(train_cfg(tmp_path, "search.epochs=2", "phases=[warmup,search]", run="full"))
+    run(train_cfg(tmp_path, "search.epochs=2", "phases=[warmup,search]", per_epoch, run="full"))
     full = _search_checkpoint(tmp_path, "full")
     # an interrupted one: 1 epoch, then the job is re-run with 2 epochs and resumes
-    run(train_cfg(tmp_path, "search.epochs=1", "phases=[warmup,search]", run="cut"))
+    run(train_cfg(tmp_path, "search.epochs=1", "phases=[warmup,search]", per_epoch, run="cut"))
     for marker in ("DONE", "search/DONE", "metrics.json"):
         (tmp_path / "cut" / marker).unlink()
     one = _search_checkpoint(tmp_path, "cut")
-    run(train_cfg(tmp_path, "search.epochs=2", "phases=[warmup,search]", run="cut"))
+    run(train_cfg(tmp_path, "search.epochs=2", "phases=[warmup,search]", per_epoch, run="cut"))
     resumed = _search_checkpoint(tmp_path, "cut")
     batches = math.ceil(256 / 64)  # debug: 256 training images, batch 64
     assert one["global_step"] == batches
