@@ -29,9 +29,10 @@ NUMBER_KEYS = (
     "final/cost/latency_hard_cycles",
     "final/cost/energy_hard_uj",
     "final/arch/analog_frac",
+    "final/target/value",
 )
 #: Text keys read from metrics.json; a missing value becomes None.
-TEXT_KEYS = ("kind", "baseline", "reg", "model", "dataset")
+TEXT_KEYS = ("kind", "baseline", "reg", "model", "dataset", "final/target/unit")
 #: Keys without which a job cannot be placed on a front.
 REQUIRED_FOR_FRONTS = (
     "final/val/acc_hard",
@@ -66,9 +67,12 @@ def _number(value: Any) -> float:
 
 
 def job_label(job: dict[str, Any]) -> str:
-    """`λ=1e-06` for a search job, the baseline's name for a baseline."""
+    """`λ=1e-06` for a search job, `≤0.4 ms` for a target-mode one, a baseline's name."""
     if job.get("kind") == "baseline":
         return str(job.get("baseline") or "baseline")
+    target = job.get("final/target/value", math.nan)
+    if isinstance(target, float) and math.isfinite(target):
+        return f"≤{target:g} {job.get('final/target/unit') or ''}".rstrip()
     strength = job.get("strength", math.nan)
     return f"λ={strength:g}" if math.isfinite(strength) else "λ=?"
 

@@ -119,8 +119,9 @@ def search_metrics(cfg: DictConfig, run_dir: Path, cost: dict) -> dict:
         filled = (info.get("slack_filled") or {}).get("channels") or {}
         out["search/slack_filled_channels"] = int(sum(filled.values()))
     target_file = run_dir / "search" / "target.json"
-    if target_file.is_file():
+    if target_file.is_file():  # the λ the target mode derived (and used) replaces `strength`
         out["search/target_strength"] = json.loads(target_file.read_text())["strength"]
+        out["strength"] = out["search/target_strength"]
     for key, (metric, unit) in TARGETS.items():
         target = cfg.reg.get(key)
         if target is None:

@@ -106,3 +106,10 @@ def test_sweep_dir_itself_is_a_job(tmp_path: Path) -> None:
 def test_empty_dir(tmp_path: Path) -> None:
     scan = scan_sweep(tmp_path)
     assert scan.jobs == [] and scan.skipped == []
+
+
+def test_target_mode_jobs_are_labelled_by_their_target(tmp_path: Path) -> None:
+    write_job(tmp_path / "t", **{"final__target__value": 0.4, "final__target__unit": "ms"})
+    write_job(tmp_path / "l", strength=1e-5)
+    labels = sorted(job["label"] for job in collect_jobs(tmp_path))
+    assert labels == ["λ=1e-05", "≤0.4 ms"]
