@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from odimo.errors import ConfigError
 
@@ -25,6 +25,24 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+class EpochRandomSampler(RandomSampler):
+    """A random order that is a function of (seed, epoch) alone.
+
+    Lightning calls `set_epoch` before every training epoch, so a run resumed at epoch e sees
+    the same order as an uninterrupted one. The generator is shared with the DataLoader, which
+    draws its workers' base seed from it, so augmentation in workers is reproducible as well.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int):
+        super().__init__(data_source, generator=torch.Generator().manual_seed(seed))
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed for `epoch` (called by Lightning at the start of each training epoch)."""
+        self.generator.manual_seed(self.seed * 1_000_003 + int(epoch))
 
 
 def seeded_split(total: int, fractions: Sequence[float], seed: int) -> list[Tensor]:
@@ -126,16 +144,16 @@ class ImageDataModule(LightningDataModule):
             self.setup()
 
     def _loader(self, dataset: Dataset, batch_size: int, *, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        sampler = EpochRandomSampler(dataset, self.seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            generator=generator,
+            generator=sampler.generator if sampler is not None else None,
         )
 
     def train_dataloader(self) -> DataLoader:
