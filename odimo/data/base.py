@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -30,19 +30,26 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
 class EpochRandomSampler(RandomSampler):
     """A random order that is a function of (seed, epoch) alone.
 
-    Lightning calls `set_epoch` before every training epoch, so a run resumed at epoch e sees
-    the same order as an uninterrupted one. The generator is shared with the DataLoader, which
-    draws its workers' base seed from it, so augmentation in workers is reproducible as well.
+    Lightning calls `set_epoch` before every training epoch, and the permutation is drawn when
+    iteration starts, so a run resumed at epoch e sees the same order as an uninterrupted one.
+    Under DDP Lightning replaces it by a shuffling `DistributedSampler` (it is a RandomSampler).
     """
 
     def __init__(self, data_source: Dataset, seed: int):
-        super().__init__(data_source, generator=torch.Generator().manual_seed(seed))
-        self.seed = seed
-        self.set_epoch(0)
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Reseed for `epoch` (called by Lightning at the start of each training epoch)."""
-        self.generator.manual_seed(self.seed * 1_000_003 + int(epoch))
+        """Select the order of `epoch` (called by Lightning at the start of each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 def seeded_split(total: int, fractions: Sequence[float], seed: int) -> list[Tensor]:
@@ -153,7 +160,6 @@ class ImageDataModule(LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            generator=sampler.generator if sampler is not None else None,
         )
 
     def train_dataloader(self) -> DataLoader:
