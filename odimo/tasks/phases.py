@@ -185,6 +185,8 @@ def fit_phase(
         enable_version_counter=False,
     )
     fingerprint = fingerprint or config_fingerprint(cfg)
+    if not is_rank_zero():
+        redirect_file_outputs(callbacks)
     extra: list[L.Callback] = [
         checkpoint,
         latest,
@@ -224,6 +226,26 @@ def fit_phase(
     if checkpoint.best_model_path:
         load_module_state(module, checkpoint.best_model_path)
     return trainer
+
+
+#: Attributes through which callbacks name the files they write.
+OUTPUT_ATTRIBUTES = ("out_dir", "out_path", "png_path")
+
+
+def redirect_file_outputs(callbacks) -> None:
+    """On DDP ranks other than 0: point the callbacks' output files to a private scratch folder.
+
+    The callbacks still run on every rank (they may load weights or take part in collectives),
+    but only rank 0 writes into the run folder: no duplicate CSV rows, no concurrent writes.
+    """
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="odimo-rank-"))
+    for callback in callbacks:
+        for attr in OUTPUT_ATTRIBUTES:
+            value = getattr(callback, attr, None)
+            if isinstance(value, Path):
+                setattr(callback, attr, scratch / type(callback).__name__ / value.name)
 
 
 def maybe_compile(module: L.LightningModule, enabled: bool) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import time
 import traceback
@@ -89,7 +90,27 @@ def check_config(cfg: DictConfig) -> list[str]:
     if not strength >= 0:
         raise ConfigError(f"strength must be >= 0, got {strength}")
     check_epochs(cfg, phases)
+    check_ddp_launch(cfg)
     return phases
+
+
+def check_ddp_launch(cfg: DictConfig) -> None:
+    """Refuse a multi-process trainer inside a local multirun (Lightning would re-run the whole
+    sweep command in every extra process); a cluster launcher starts the processes instead."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    devices = cfg.trainer.get("devices", 1)
+    if devices in (1, "1", [0]) or "ddp" not in str(cfg.trainer.get("strategy", "")):
+        return
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    started = ("LOCAL_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
+    if not any(k in os.environ for k in started):
+        raise ConfigError(
+            "trainer with several processes inside a sweep: use hydra/launcher=slurm with "
+            "hydra.launcher.tasks_per_node=<devices> (or run each job alone with torchrun)"
+        )
 
 
 def run(cfg: DictConfig) -> dict:
