@@ -387,11 +387,15 @@ class MappingMedia(L.Callback):
 
 
 def load_module_state(pl_module: L.LightningModule, path: str | Path) -> None:
-    """Load the weights of a Lightning checkpoint into a module; CheckpointError if impossible."""
+    """Load the weights of a Lightning checkpoint into a module; CheckpointError if impossible.
+
+    The file is read with `weights_only=True` (no pickled code runs); a checkpoint holding
+    anything else than tensors and plain containers is refused.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         pl_module.load_state_dict(state)
-    except (OSError, KeyError, RuntimeError, EOFError, ValueError) as err:
+    except (OSError, KeyError, RuntimeError, EOFError, ValueError, TypeError) as err:
         raise CheckpointError(
             f"{path}: cannot restore ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''})"
