@@ -324,7 +324,7 @@ def calibrate_target(
     strength = regularizer.calibrate(task_loss, initial)
     info = {"target": regularizer.target, "unit": regularizer.unit, "task_loss": task_loss}
     info.update({"initial_cost": initial, "strength": strength})
-    path.write_text(json.dumps(info, indent=1) + "\n")
+    rank_zero_write(path, json.dumps(info, indent=1) + "\n")
     print(
         f"[search] target mode: λ = {strength:.3g} per {regularizer.unit} (task loss "
         f"{task_loss:.3f}, initial cost {initial:.4g}, target {regularizer.target:.4g})"
