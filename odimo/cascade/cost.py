@@ -33,6 +33,8 @@ class NetCost:
 
 #: The additive costs a cascade reports, in their units.
 COST_METRICS = ("latency_ms", "energy_uj")
+#: A cost of nothing (no memory lookup, or no second network).
+FREE = NetCost(0.0, 0.0)
 
 
 def expected_cost(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from odimo.cascade.cost import COST_METRICS, NetCost, expected_cost
+from odimo.cascade.cost import COST_METRICS, FREE, NetCost, expected_cost
 from odimo.cascade.routing import PairOutputs, sweep
 
 CHOICES = ("max_acc", "budget", "near_big")
@@ -50,7 +50,7 @@ def build_curve(
     little: NetCost,
     big: NetCost,
     hit_rate: float = 0.0,
-    lookup: NetCost = NetCost(0.0, 0.0),
+    lookup: NetCost = FREE,
 ) -> Curve:
     """Sweep the thresholds and attach the expected latency and energy per input."""
     acc, p_big = sweep(outputs, thresholds)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from odimo.cascade.routing import PairOutputs
 from odimo.errors import ConfigError
 
 MEMORIES = ("none", "exact", "dhash", "invariants")
@@ -189,4 +190,29 @@ def memory_rates(trace: MemoryTrace, stream: Stream) -> dict[str, float]:
         "repeat_recall": float((hits & ~false_hit & repeats).sum() / max(repeats.sum(), 1)),
         "items": int(len(stream)),
         "repeats": int(repeats.sum()),
+    }
+
+
+def cascade_on_stream(
+    trace: MemoryTrace, stream: Stream, outputs: PairOutputs, threshold: float
+) -> dict[str, float]:
+    """Accuracy and big-call share of a cascade behind a memory, on a stream.
+
+    `outputs` holds the pair's per-item outputs on the stream (for transformed items, the
+    networks' outputs on the transformed image). A missed item gets the cascade's answer, which
+    is stored; a hit reuses the stored answer of the item it matched, right or wrong.
+
+    Returns:
+        `acc`, `p_big` (share of MISSED items sent to big, the p_big of the cost formula),
+        `big_calls` (share of all items), and the memory's rates (see `memory_rates`).
+    """
+    pred, to_big = outputs.predictions(threshold)
+    hits = trace.hits
+    final = np.where(hits, pred[np.maximum(trace.answered_by, 0)], pred)
+    misses = ~hits
+    return {
+        "acc": float((final == outputs.labels).mean()),
+        "p_big": float((to_big & misses).sum() / max(misses.sum(), 1)),
+        "big_calls": float((to_big & misses).mean()),
+        **memory_rates(trace, stream),
     }

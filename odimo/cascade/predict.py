@@ -133,6 +133,10 @@ class InputAdapter(nn.Module):
         return self.model(x)
 
 
+#: InputAdapter settings, as keys of the predict config's `torchvision` block and of info.json.
+ADAPTER_KEYS = ("channels", "size", "mean", "std")
+
+
 def torchvision_classifier(name: str, weights: str | Path, num_classes: int) -> nn.Module:
     """A torchvision classifier by name with its state dict from a local file."""
     import torchvision
@@ -157,3 +161,16 @@ def finite_or_none(value: Any) -> float | None:
     """A finite float, or None (for JSON)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     return float(value) if ok and math.isfinite(value) else None
+
+
+def load_classifier(info: dict[str, Any], num_workers: int = 0) -> tuple[nn.Module, Any]:
+    """The classifier and datamodule behind a predictions folder's info.json (either source)."""
+    if info.get("source") == "run":
+        clf = load_run_classifier(info["run_dir"], num_workers=num_workers)
+        return clf.model, clf.datamodule
+    if info.get("source") == "torchvision":
+        spec = info["classifier"]
+        net = torchvision_classifier(spec["name"], spec["weights"], int(info["num_classes"]))
+        model = InputAdapter(net, **{k: spec.get(k) for k in ADAPTER_KEYS})
+        return model, instantiate({**info["datamodule"], "num_workers": num_workers})
+    raise CheckpointError(f"predictions of unknown source {info.get('source')!r}")

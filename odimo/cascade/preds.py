@@ -102,7 +102,9 @@ def load_predictions(path: str | Path, split: str = "") -> Predictions:
         with np.load(path, allow_pickle=False) as data:
             logits, labels = data["logits"], data["labels"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-        raise PredictionsError(f"{path} is not a predictions file with logits and labels ({err})")
+        raise PredictionsError(
+            f"{path} is not a predictions file with logits and labels ({err})"
+        ) from None
     if logits.ndim != 2 or labels.ndim != 1 or len(logits) != len(labels) or len(labels) == 0:
         raise PredictionsError(
             f"{path}: expected logits [N, C] and labels [N], got {logits.shape} and {labels.shape}"

@@ -18,18 +18,32 @@ from odimo.cascade.scores import confidence, oracle_confidence
 
 @dataclass(frozen=True)
 class PairOutputs:
-    """What a threshold sweep needs of a (little, big) pair on one split, per sample.
+    """What routing needs of a (little, big) pair on one split, per sample.
 
     Attributes:
         conf: the little network's routing confidence in [0, 1].
-        correct_little: the little network is right.
-        correct_sent: the cascade is right when the input goes to big (big's answer, or the
-            post-checked one).
+        pred_little: the little network's class.
+        pred_sent: the cascade's class when the input goes to big (big's, or the post-checked).
+        labels: the true classes.
     """
 
     conf: np.ndarray
-    correct_little: np.ndarray
-    correct_sent: np.ndarray
+    pred_little: np.ndarray
+    pred_sent: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def correct_little(self) -> np.ndarray:
+        return self.pred_little == self.labels
+
+    @property
+    def correct_sent(self) -> np.ndarray:
+        return self.pred_sent == self.labels
+
+    def predictions(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """The cascade's classes at `threshold` and the mask of inputs sent to big."""
+        to_big = self.conf < threshold
+        return np.where(to_big, self.pred_sent, self.pred_little), to_big
 
     def __len__(self) -> int:
         return len(self.conf)
@@ -58,14 +72,14 @@ def pair_outputs(
     """Per-sample confidences and correctness of a pair under a score (maxp for the post-check
     of the oracle, which has no confidence of its own)."""
     pred_little, pred_big = logits_little.argmax(axis=1), logits_big.argmax(axis=1)
-    correct_little, correct_big = pred_little == labels, pred_big == labels
+    correct_little = pred_little == labels
     check = "maxp" if score == "oracle" else score
     conf_little = confidence(logits_little, check)
     conf_big = confidence(logits_big, check) if postcheck else conf_little
     sent = sent_prediction(pred_little, pred_big, conf_little, conf_big, postcheck)
     if score == "oracle":
         conf_little = oracle_confidence(correct_little, sent == labels)
-    return PairOutputs(conf_little, correct_little, sent == labels)
+    return PairOutputs(conf_little, pred_little, sent, labels)
 
 
 def threshold_grid(count: int) -> np.ndarray:
@@ -95,9 +109,10 @@ def sweep(outputs: PairOutputs, thresholds: np.ndarray) -> tuple[np.ndarray, np.
 def sweep_naive(outputs: PairOutputs, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The same as `sweep`, one threshold at a time (the reference the tests compare with)."""
     acc, p_big = [], []
+    correct_sent, correct_little = outputs.correct_sent, outputs.correct_little
     for t in np.asarray(thresholds, dtype=np.float64):
         to_big = outputs.conf < t
-        acc.append(np.where(to_big, outputs.correct_sent, outputs.correct_little).mean())
+        acc.append(np.where(to_big, correct_sent, correct_little).mean())
         p_big.append(to_big.mean())
     return np.array(acc), np.array(p_big)
 
