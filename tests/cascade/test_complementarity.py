@@ -41,7 +41,8 @@ def test_ranking_keeps_cheap_to_expensive_pairs_and_orders_by_saving() -> None:
     sure_right = big_right & (rng.random(n) < 0.9)
     logits = np.where(sure_right, 3.0, -0.05)
     sure = Candidate(
-        "sure", Predictions(np.stack([logits, -logits], 1), np.zeros(n, np.int64), "val"),
+        "sure",
+        Predictions(np.stack([logits, -logits], 1), np.zeros(n, np.int64), "val"),
         NetCost(0.1, 5.0),
     )
     blind = _candidate("blind", rng.random(n) < 0.5, 4.0, margin=2.0)  # wrong AND sure
