@@ -94,7 +94,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     print_config(cfg)
-    platform = get_platform(str(cfg.platform))
+    platform = get_platform(cfg.platform)
     spec = model_spec(cfg.model, cfg.dataset.input_size, cfg.dataset.num_classes)
     datamodule = instantiate(cfg.dataset.datamodule)
     job = run_dir.name
@@ -202,7 +202,7 @@ def train_mapped(
         load_state(phase_dir / "result.pt", model)
         return module
     media = MappingMedia(
-        get_platform(str(cfg.platform)), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
+        get_platform(cfg.platform), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
     )
     fit_phase(cfg, module, datamodule, phase_dir, phase, phase_cfg, job, [media])
     save_state(phase_dir / "result.pt", model, {})
