@@ -71,17 +71,25 @@ class DianaConstants:
 DEFAULT_CONSTANTS = DianaConstants()
 
 
+def digital_terms(
+    c_d: Tensor, geom: GeometryTable, const: DianaConstants = DEFAULT_CONSTANTS
+) -> tuple[Tensor, Tensor]:
+    """The two digital terms [L]: tile steps ceil16(c_d/g)·C_in·ceil16(O_x)·O_y·K_x·K_y and
+    load/store bytes [c_d>=1]·O_x·O_y·(c_d + C_in). Cycles are linear in them."""
+    pe = const.digital_pe
+    spatial = torch.floor((geom.o_x + pe - 1) / pe) * geom.o_y
+    compute = ceil_div_ste(c_d / geom.groups, pe) * geom.c_in * spatial * geom.k_x * geom.k_y
+    return compute, gate_ste(c_d) * geom.o_x * geom.o_y * (c_d + geom.c_in)
+
+
 def digital_cycles(
     c_d: Tensor, geom: GeometryTable, const: DianaConstants = DEFAULT_CONSTANTS
 ) -> Tensor:
     """Digital-core cycles [L] for `c_d` output channels per layer (soft or whole counts)."""
-    pe = const.digital_pe
-    spatial = torch.floor((geom.o_x + pe - 1) / pe) * geom.o_y
-    compute = ceil_div_ste(c_d / geom.groups, pe) * geom.c_in * spatial * geom.k_x * geom.k_y
+    compute, load_store = digital_terms(c_d, geom, const)
     if const.digital_cycles_per_tile != 1.0:
         compute = compute * const.digital_cycles_per_tile
-    load_store = gate_ste(c_d) * geom.o_x * geom.o_y * (c_d + geom.c_in) / const.load_store_divisor
-    return compute + load_store
+    return compute + load_store / const.load_store_divisor
 
 
 def analog_unroll(
@@ -110,13 +118,20 @@ def analog_passes(
     return passes / analog_unroll(c_a, geom, const)
 
 
+def analog_terms(
+    c_a: Tensor, geom: GeometryTable, const: DianaConstants = DEFAULT_CONSTANTS
+) -> tuple[Tensor, Tensor]:
+    """The two analog terms [L]: weight rows [c_a>=1]·C_in·K_x·K_y and array activations."""
+    rows = gate_ste(c_a) * geom.c_in * geom.k_x * geom.k_y
+    return rows, analog_passes(c_a, geom, const)
+
+
 def analog_cycles(
     c_a: Tensor, geom: GeometryTable, const: DianaConstants = DEFAULT_CONSTANTS
 ) -> Tensor:
     """Analog-core cycles [L] for `c_a` output channels per layer (soft or whole counts)."""
-    rows = gate_ste(c_a) * geom.c_in * geom.k_x * geom.k_y
-    weight_load = const.weight_load_cycles_per_row * rows
-    return weight_load + analog_passes(c_a, geom, const) * const.analog_pass_cycles
+    rows, passes = analog_terms(c_a, geom, const)
+    return const.weight_load_cycles_per_row * rows + passes * const.analog_pass_cycles
 
 
 def energy_mw_cycles(
@@ -189,3 +204,25 @@ class Diana(Platform):
     def energy_mw_cycles(self, unit_cycles: Tensor, soft: bool) -> Tensor:
         overlap = self._overlap(unit_cycles, soft)
         return energy_mw_cycles(unit_cycles[:, 0], unit_cycles[:, 1], overlap, self.constants)
+
+    # --- calibration: cycles and energy are linear in these constants ---------------------
+    #: Fitted cycle coefficients per unit: (constant, True when the coefficient is 1/constant).
+    CYCLE_CONSTANTS = {
+        "digital": (("digital_cycles_per_tile", False), ("load_store_divisor", True)),
+        "analog": (("weight_load_cycles_per_row", False), ("analog_pass_cycles", False)),
+    }
+    #: Fitted energy coefficients (mW), in the order of `energy_terms`.
+    ENERGY_CONSTANTS = ("power_both_mw", "power_analog_mw", "power_digital_mw")
+
+    def cycle_terms(self, counts: Tensor, geom: GeometryTable) -> dict[str, tuple[Tensor, ...]]:
+        """Per unit, the terms [L] whose coefficients (`CYCLE_CONSTANTS`) give its cycles."""
+        return {
+            "digital": digital_terms(counts[:, 0], geom, self.constants),
+            "analog": analog_terms(counts[:, 1], geom, self.constants),
+        }
+
+    def energy_terms(self, unit_cycles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Overlap, analog-only and digital-only cycles [L]: energy is linear in the powers."""
+        overlap = unit_cycles.amin(-1)
+        return overlap, unit_cycles[:, 1] - overlap, unit_cycles[:, 0] - overlap
+
