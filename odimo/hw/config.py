@@ -38,7 +38,10 @@ def _plain(cfg: Any) -> dict[str, Any]:
 def platform_from_config(cfg: Mapping[str, Any], **overrides: Any) -> Platform:
     """Build a platform from its config (`name`, `kind`, `cheap_unit`, `constants`)."""
     data = _plain(cfg)
-    kind = str(data.get("kind", data.get("name", "diana")))
+    kind = data.get("kind") or (data.get("name") if data.get("name") in PLATFORMS else None)
+    if kind is None:
+        raise ConfigError(f"platform config {data.get('name')!r} needs kind: <cost model>")
+    kind = str(kind)
     if kind not in PLATFORMS:
         raise ConfigError(f"unknown platform kind {kind!r} (choose from: {', '.join(PLATFORMS)})")
     cls = PLATFORMS[kind]
