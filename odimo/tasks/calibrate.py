@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from odimo.calib.fit import evaluate, fit_platform, predictions, read_measurements
 from odimo.errors import ConfigError
@@ -28,7 +28,7 @@ from odimo.hw.config import PLATFORM_CONF_DIR
 
 def _options(cfg: DictConfig) -> tuple[Path, str, Path]:
     """measurements path, calibrated name and output dir, checked."""
-    if cfg.get("measurements") in (None, "", "???"):
+    if OmegaConf.is_missing(cfg, "measurements") or cfg.get("measurements") in (None, ""):
         raise ConfigError("measurements is required: python tasks/calibrate.py measurements=<csv>")
     name = str(cfg.name)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
