@@ -185,9 +185,16 @@ def proxy_regret(
                 if measured["y"] is not None and chosen["y"] is not None
                 else None
             )
-            out.append({"cost": x, "fit": fit_name, "budget": b,
-                        **{f"measured_{k}": v for k, v in measured.items() if k != "violates"},
-                        **{f"proxy_{k}": v for k, v in chosen.items()}, "regret_y": regret})
+            out.append(
+                {
+                    "cost": x,
+                    "fit": fit_name,
+                    "budget": b,
+                    **{f"measured_{k}": v for k, v in measured.items() if k != "violates"},
+                    **{f"proxy_{k}": v for k, v in chosen.items()},
+                    "regret_y": regret,
+                }
+            )
     summary = {name: {str(k): list(v) for k, v in f.coefs.items()} for name, f in fits.items()}
     return out, summary
 
@@ -265,7 +272,11 @@ def analyse(
 
 
 def plot_catalogue(
-    rows: list[dict[str, Any]], x: list[str], y: str, result: dict[str, Any], path: Path,
+    rows: list[dict[str, Any]],
+    x: list[str],
+    y: str,
+    result: dict[str, Any],
+    path: Path,
     family: str | None = None,
 ) -> Path:
     """One panel per cost column: every row (coloured by family), the front and the selection."""
@@ -284,11 +295,18 @@ def plot_catalogue(
             ax.scatter(cost[m], acc[m], s=9, alpha=0.5, label=f)
         front = result["fronts"][c]["front"]
         order = np.argsort(cost[front])
-        ax.step(cost[front][order], acc[front][order], where="post", color="black", lw=1.2,
-                label=f"front ({int(front.sum())})")
+        ax.step(
+            cost[front][order],
+            acc[front][order],
+            where="post",
+            color="black",
+            lw=1.2,
+            label=f"front ({int(front.sum())})",
+        )
         sel = result["fronts"][c]["selected"]
-        ax.scatter(cost[sel], acc[sel], s=60, facecolors="none", edgecolors="red", lw=1.5,
-                   label="selected")
+        ax.scatter(
+            cost[sel], acc[sel], s=60, facecolors="none", edgecolors="red", lw=1.5, label="selected"
+        )
         ax.set_xscale("log")
         if np.nanmin(acc) > 0 and np.nanmax(acc) / np.nanmin(acc) > 100:
             ax.set_yscale("log")

@@ -55,9 +55,7 @@ def record_path(out_dir: Path, space: str, law: str, net_id: int) -> Path:
 
 def macs(geometry: Sequence[LayerGeometry]) -> int:
     """Multiply-accumulates of one inference: Σ C_in/g · C_out · K_x · K_y · O_x · O_y."""
-    return int(
-        sum(g.c_in // g.groups * g.c_out * g.k_x * g.k_y * g.o_x * g.o_y for g in geometry)
-    )
+    return int(sum(g.c_in // g.groups * g.c_out * g.k_x * g.k_y * g.o_x * g.o_y for g in geometry))
 
 
 def platform_costs(

@@ -106,9 +106,7 @@ def _nnls_relative(terms: list[torch.Tensor], target: torch.Tensor) -> np.ndarra
     y = target.numpy()
     keep = y > 0
     if keep.sum() < a.shape[1]:
-        raise OdimoError(
-            f"too few measured rows ({int(keep.sum())}) to fit {a.shape[1]} constants"
-        )
+        raise OdimoError(f"too few measured rows ({int(keep.sum())}) to fit {a.shape[1]} constants")
     coef, _ = nnls(a[keep] / y[keep, None], np.ones(int(keep.sum())))
     return coef
 

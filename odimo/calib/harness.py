@@ -95,8 +95,9 @@ def measure_latency(
         clock: the timer (seconds); injectable for tests.
     """
     if repeats < 1 or warmup < 0 or threads < 1:
-        raise ValueError(f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, "
-                         f"{warmup}, {threads}")
+        raise ValueError(
+            f"need repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}"
+        )
     args = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     device = args[0].device if args else torch.device("cpu")
     cuda = device.type == "cuda"
@@ -124,9 +125,7 @@ def measure_latency(
         if isinstance(model, nn.Module) and was_training:
             model.train()
     load = max(load, _load())
-    return summarize(
-        times, warmup=warmup, threads=threads, device=str(device), load_1min=load
-    )
+    return summarize(times, warmup=warmup, threads=threads, device=str(device), load_1min=load)
 
 
 def host_info(threads: int | None = None) -> dict:

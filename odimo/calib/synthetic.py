@@ -47,7 +47,10 @@ def random_layers(n: int, rng: np.random.Generator) -> list[LayerGeometry]:
 
 
 def synthetic_rows(
-    constants: DianaConstants = TRUE_CONSTANTS, layers: int = 200, noise: float = 0.05, seed: int = 0
+    constants: DianaConstants = TRUE_CONSTANTS,
+    layers: int = 200,
+    noise: float = 0.05,
+    seed: int = 0,
 ) -> list[dict]:
     """Measurement rows: every layer under every split, cycles and energy with noise."""
     rng = np.random.default_rng(seed)

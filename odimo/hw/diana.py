@@ -225,4 +225,3 @@ class Diana(Platform):
         """Overlap, analog-only and digital-only cycles [L]: energy is linear in the powers."""
         overlap = unit_cycles.amin(-1)
         return overlap, unit_cycles[:, 1] - overlap, unit_cycles[:, 0] - overlap
-

@@ -18,7 +18,6 @@ from odimo.nn.conv import Conv2dBN, QuantConv2d
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 
 
-
 def sampled(ops, input_size, num_classes: int, **options):
     """A network of a sampled space (`space`, `law`, `id` options); see `odimo.spaces`."""
     from odimo.spaces import build_sampled  # the spaces build on this package's layer factory

@@ -49,15 +49,32 @@ def _predictions_csv(path: Path, data, prior, calibrated) -> None:
     before, after = predictions(prior, data), predictions(calibrated, data)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["name", "group", "measured_latency_cycles", "prior_latency_cycles",
-                    "calibrated_latency_cycles", "measured_energy_mw_cycles",
-                    "prior_energy_mw_cycles", "calibrated_energy_mw_cycles"])
+        w.writerow(
+            [
+                "name",
+                "group",
+                "measured_latency_cycles",
+                "prior_latency_cycles",
+                "calibrated_latency_cycles",
+                "measured_energy_mw_cycles",
+                "prior_energy_mw_cycles",
+                "calibrated_energy_mw_cycles",
+            ]
+        )
         for i, g in enumerate(data.geometry):
             energy = float(data.energy[i]) if data.energy is not None else ""
-            w.writerow([g.name, data.groups[i], f"{float(data.latency[i]):.6g}",
-                        f"{before['latency_cycles'][i]:.6g}", f"{after['latency_cycles'][i]:.6g}",
-                        energy, f"{before['energy_mw_cycles'][i]:.6g}",
-                        f"{after['energy_mw_cycles'][i]:.6g}"])
+            w.writerow(
+                [
+                    g.name,
+                    data.groups[i],
+                    f"{float(data.latency[i]):.6g}",
+                    f"{before['latency_cycles'][i]:.6g}",
+                    f"{after['latency_cycles'][i]:.6g}",
+                    energy,
+                    f"{before['energy_mw_cycles'][i]:.6g}",
+                    f"{after['energy_mw_cycles'][i]:.6g}",
+                ]
+            )
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -73,10 +90,12 @@ def _print(report: dict[str, Any]) -> None:
         for label in ("prior", "calibrated"):
             r = report[label][what]
             s = r["selection"]
-            print(f"{what:8s} {label:10s} median err {100 * r['median_rel_error']:6.2f} %  "
-                  f"p90 {100 * r['p90_rel_error']:6.2f} %  spearman {r['spearman']:.4f}  "
-                  f"regret mean {100 * s['mean_regret']:.2f} % max {100 * s['max_regret']:.2f} % "
-                  f"({s['wrong']}/{s['groups']} groups mis-chosen)")
+            print(
+                f"{what:8s} {label:10s} median err {100 * r['median_rel_error']:6.2f} %  "
+                f"p90 {100 * r['p90_rel_error']:6.2f} %  spearman {r['spearman']:.4f}  "
+                f"regret mean {100 * s['mean_regret']:.2f} % max {100 * s['max_regret']:.2f} % "
+                f"({s['wrong']}/{s['groups']} groups mis-chosen)"
+            )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -114,9 +133,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _predictions_csv(paths["predictions_csv"], data, prior, calibrated)
     _print(report)
     where = "conf/platform" if cfg.install else str(out_dir)
-    print(f"wrote {name}.yaml to {where}" + ("" if cfg.install else " (install=true copies it "
-          f"to conf/platform/ for train.py platform={name})"))
+    print(
+        f"wrote {name}.yaml to {where}"
+        + (
+            ""
+            if cfg.install
+            else f" (install=true copies it to conf/platform/ for train.py platform={name})"
+        )
+    )
     report["paths"] = {k: str(v) for k, v in paths.items()}
     return report
-
-

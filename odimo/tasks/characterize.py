@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from odimo.calib.candidates import join_runs
 from odimo.calib.catalogue import (
     HOST_DEVICES,
     TimingOptions,
@@ -117,14 +118,29 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "host.json", host_info(timing.threads))
     todo = [p for p in plan if _missing_targets(record_path(out_dir, *p), targets)]
-    print(f"{len(plan)} networks asked, {len(plan) - len(todo)} already measured, {len(todo)} to go")
+    print(
+        f"{len(plan)} networks asked, {len(plan) - len(todo)} already measured, {len(todo)} to go"
+    )
     start = time.perf_counter()
     _measure_all(todo, out_dir, targets, mappings, timing, input_size, cfg)
     elapsed = time.perf_counter() - start
+    joined = (
+        join_runs(out_dir, [Path(str(p)) for p in _names(cfg.join_runs, "join_runs")])
+        if (cfg.get("join_runs"))
+        else 0
+    )
     csv_path, n_rows = write_catalogue_csv(out_dir)
+    if joined:
+        print(f"joined the accuracies of {joined} finished runs")
     print(f"measured {len(todo)} networks in {elapsed:.1f} s; {csv_path} has {n_rows} rows")
-    return {"catalogue_csv": str(csv_path), "n_measured": len(todo), "n_rows": n_rows,
-            "n_skipped": len(plan) - len(todo), "wall_s": elapsed}
+    return {
+        "catalogue_csv": str(csv_path),
+        "n_measured": len(todo),
+        "n_rows": n_rows,
+        "n_skipped": len(plan) - len(todo),
+        "wall_s": elapsed,
+        "n_joined": joined,
+    }
 
 
 def _measure_all(todo, out_dir, targets, mappings, timing, input_size, cfg) -> None:
@@ -138,7 +154,8 @@ def _measure_all(todo, out_dir, targets, mappings, timing, input_size, cfg) -> N
             path = record_path(out_dir, space, law, net_id)
             previous = load_record(path) if path.is_file() else None
             wanted = {
-                k: v for k, v in targets.items()
+                k: v
+                for k, v in targets.items()
                 if previous is None or not any(c.startswith(f"{k}_") for c in previous["costs"])
             }
             record = characterize(

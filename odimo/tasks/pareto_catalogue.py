@@ -4,7 +4,9 @@ y=<col> name=<col> [budgets=[...]] [proxy=<col>] [family=<col>] output_dir=<dir>
 
 Writes `pareto.csv` (every input row, its columns kept, plus `on_front_<x>` and `selected_<x>`
 per cost column), `budgets.csv`, `selection.json` (selected names, front sizes, overlap, rank
-correlations, proxy fits), `proxy_regret.csv` when a proxy is given, and `pareto_catalogue.png`.
+correlations, proxy fits), `proxy_regret.csv` when a proxy is given, `pareto_catalogue.png`, and
+`candidates.sh` (the train.py multiruns of the selected networks) when the names are sampled
+network keys `<space>/<law>/<id>`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from odimo.analysis.catalogue import analyse, check_columns, column, load_table, plot_catalogue
+from odimo.calib.candidates import parse_key, train_commands
 from odimo.errors import ConfigError
 
 
@@ -46,8 +49,12 @@ def _budgets(value: Any, x: list[str]) -> dict[str, list[float] | None]:
     per_col = value if isinstance(value, dict) else dict.fromkeys(x, value)
     out: dict[str, list[float] | None] = dict.fromkeys(x)
     for col, budgets in per_col.items():
-        ok = isinstance(budgets, list) and budgets and all(
-            isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in budgets
+        ok = (
+            isinstance(budgets, list)
+            and budgets
+            and all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in budgets
+            )
         )
         if col not in x or not ok:
             raise ConfigError(
@@ -74,7 +81,11 @@ def parse_options(cfg: DictConfig) -> CatalogueOptions:
     out = cfg.get("output_dir") or cfg.get("out_dir")
     out_dir = Path(str(out)) if out else (path.parent if path.is_file() else path) / "pareto"
     return CatalogueOptions(
-        path=path, x=list(x), y=str(cfg.y), name=str(cfg.name), k=k,
+        path=path,
+        x=list(x),
+        y=str(cfg.y),
+        name=str(cfg.name),
+        k=k,
         budgets=_budgets(cfg.get("budgets"), list(x)),
         proxy=str(cfg.proxy) if cfg.get("proxy") else None,
         family=str(cfg.family) if cfg.get("family") else None,
@@ -122,16 +133,24 @@ def write_outputs(opts: CatalogueOptions, rows: list[dict], result: dict) -> dic
             r[f"on_front_{c}"] = bool(front["front"][i])
             r[f"selected_{c}"] = i in chosen
     paths = {"pareto_csv": _write_csv(out / "pareto.csv", flagged)}
-    budget_rows = [{"cost_column": c, **b} for c, f in result["fronts"].items() for b in f["budgets"]]
+    budget_rows = [
+        {"cost_column": c, **b} for c, f in result["fronts"].items() for b in f["budgets"]
+    ]
     paths["budgets_csv"] = _write_csv(
         out / "budgets.csv", budget_rows, ["cost_column", "budget", "name", "cost", "y"]
     )
     names = [str(r.get(opts.name)) for r in rows]
     selection = {
-        "catalogue": str(opts.path), "x": opts.x, "y": opts.y, "k": opts.k, "rows": len(rows),
+        "catalogue": str(opts.path),
+        "x": opts.x,
+        "y": opts.y,
+        "k": opts.k,
+        "rows": len(rows),
         "selected": {
-            c: [{"name": names[i], "cost": column(rows, c)[i], "y": column(rows, opts.y)[i]}
-                for i in f["selected"]]
+            c: [
+                {"name": names[i], "cost": column(rows, c)[i], "y": column(rows, opts.y)[i]}
+                for i in f["selected"]
+            ]
             for c, f in result["fronts"].items()
         },
         "n_front": {c: int(f["front"].sum()) for c, f in result["fronts"].items()},
@@ -141,13 +160,27 @@ def write_outputs(opts: CatalogueOptions, rows: list[dict], result: dict) -> dic
         "spearman": result["spearman"],
     }
     if "proxy" in result:
-        selection["proxy"] = {"column": opts.proxy, "family": opts.family,
-                              "fits_log10": result["proxy"]["fits_log10"]}
+        selection["proxy"] = {
+            "column": opts.proxy,
+            "family": opts.family,
+            "fits_log10": result["proxy"]["fits_log10"],
+        }
         paths["proxy_regret_csv"] = _write_csv(out / "proxy_regret.csv", result["proxy"]["rows"])
     paths["selection_json"] = out / "selection.json"
     paths["selection_json"].write_text(
         json.dumps(_json_safe(selection), indent=1, allow_nan=False) + "\n", encoding="utf-8"
     )
+    keys = list(dict.fromkeys(s["name"] for sel in selection["selected"].values() for s in sel))
+    if keys and all(parse_key(k) for k in keys):
+        paths["candidates_sh"] = out / "candidates.sh"
+        lines = [f'{cmd}"$@"' for cmd in train_commands(keys, [])]
+        paths["candidates_sh"].write_text(
+            "#!/bin/sh\n# Train the selected networks (one multirun per space and law); extra\n"
+            "# overrides pass through, e.g.: sh candidates.sh dataset=digits phases=[warmup]\n"
+            + "\n".join(lines)
+            + "\n",
+            encoding="utf-8",
+        )
     paths["plot_png"] = plot_catalogue(
         rows, opts.x, opts.y, result, out / "pareto_catalogue.png", opts.family
     )
@@ -163,9 +196,11 @@ def _print(opts: CatalogueOptions, rows: list[dict], result: dict) -> None:
     for pair, rho in result["spearman"].items():
         print(f"spearman {pair.replace('|', ' vs ')}: {rho:.3f}")
     for r in result.get("proxy", {}).get("rows", []):
-        print(f"{r['cost']} <= {r['budget']:.4g} ({r['fit']} fit): measured {r['measured_name']} "
-              f"y={r['measured_y']}, proxy {r['proxy_name']} y={r['proxy_y']} "
-              f"cost={r['proxy_cost']} violates={r['proxy_violates']}")
+        print(
+            f"{r['cost']} <= {r['budget']:.4g} ({r['fit']} fit): measured {r['measured_name']} "
+            f"y={r['measured_y']}, proxy {r['proxy_name']} y={r['proxy_y']} "
+            f"cost={r['proxy_cost']} violates={r['proxy_violates']}"
+        )
 
 
 def run_catalogue(cfg: DictConfig) -> dict[str, Any]:
@@ -174,13 +209,15 @@ def run_catalogue(cfg: DictConfig) -> dict[str, Any]:
     rows = load_table(opts.path)
     needed = [*opts.x, opts.y, opts.name, *([opts.proxy] if opts.proxy else [])]
     check_columns(rows, needed + ([opts.family] if opts.family else []), str(opts.path))
-    result = analyse(rows, opts.x, opts.y, opts.name, opts.k, opts.budgets, opts.proxy,
-                     opts.family)
+    result = analyse(rows, opts.x, opts.y, opts.name, opts.k, opts.budgets, opts.proxy, opts.family)
     paths = write_outputs(opts, rows, result)
     _print(opts, rows, result)
     print(f"wrote {', '.join(Path(p).name for p in paths.values())} to {opts.out_dir}")
-    return {**paths, "n_rows": len(rows),
-            "n_front": {c: int(f["front"].sum()) for c, f in result["fronts"].items()},
-            "overlap": {k: len(v) for k, v in result["overlap"].items()},
-            "spearman": result["spearman"],
-            "proxy_regret": result.get("proxy", {}).get("rows", [])}
+    return {
+        **paths,
+        "n_rows": len(rows),
+        "n_front": {c: int(f["front"].sum()) for c, f in result["fronts"].items()},
+        "overlap": {k: len(v) for k, v in result["overlap"].items()},
+        "spearman": result["spearman"],
+        "proxy_regret": result.get("proxy", {}).get("rows", []),
+    }

@@ -24,8 +24,9 @@ class Counter(nn.Module):
 
 
 def test_summary_statistics_by_hand():
-    stats = summarize([0.001, 0.002, 0.003, 0.004, 0.100], warmup=0, threads=1, device="cpu",
-                      load_1min=0.0)
+    stats = summarize(
+        [0.001, 0.002, 0.003, 0.004, 0.100], warmup=0, threads=1, device="cpu", load_1min=0.0
+    )
     assert stats.median_ms == pytest.approx(3.0)
     assert stats.mean_ms == pytest.approx(22.0)
     assert stats.p95_ms == pytest.approx(4 + 0.8 * 96)  # linear interpolation at rank 3.8

@@ -23,9 +23,7 @@ C10 = (3, 32, 32)
 
 
 def spec(space: str, law: str, net_id: int, input_size=C10) -> ModelSpec:
-    return ModelSpec(
-        "sampled", input_size, 10, (("id", net_id), ("law", law), ("space", space))
-    )
+    return ModelSpec("sampled", input_size, 10, (("id", net_id), ("law", law), ("space", space)))
 
 
 @pytest.mark.parametrize("space", sorted(SPACES))
@@ -61,7 +59,9 @@ def test_draws_are_deterministic_distinct_and_inside_the_law(space):
 
 
 def test_draws_do_not_depend_on_the_process_hash_seed():
-    code = "import json; from odimo.spaces import sample; print(json.dumps(sample('resnet','s1',7)))"
+    code = (
+        "import json; from odimo.spaces import sample; print(json.dumps(sample('resnet','s1',7)))"
+    )
     outs = set()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
@@ -133,11 +133,16 @@ def test_bad_space_law_or_id_is_one_clear_error(space, law, net_id, message):
 
 
 def test_sampled_model_from_the_hydra_config(tmp_path):
-    cfg = train_cfg(tmp_path, "model=sampled", "model.space=mobilenetv2", "model.law=s3",
-                    "model.id=17")
+    cfg = train_cfg(
+        tmp_path, "model=sampled", "model.space=mobilenetv2", "model.law=s3", "model.id=17"
+    )
     got = model_spec(cfg.model, cfg.dataset.input_size, cfg.dataset.num_classes)
     assert got.kwargs == {"space": "mobilenetv2", "law": "s3", "id": 17}
     model = build_model(got, "float")
-    assert model.arch == {"space": "mobilenetv2", "law": "s3", "id": 17,
-                          **sample("mobilenetv2", "s3", 17)}
+    assert model.arch == {
+        "space": "mobilenetv2",
+        "law": "s3",
+        "id": 17,
+        **sample("mobilenetv2", "s3", 17),
+    }
     assert get_space("mobilenetv2").name == "mobilenetv2"

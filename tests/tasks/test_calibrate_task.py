@@ -27,9 +27,18 @@ def cfg(*overrides):
 def test_entry_point_recovers_the_constants_and_writes_a_platform_yaml(tmp_path):
     table = write_rows(tmp_path / "m.csv", synthetic_rows(layers=150, noise=0.03, seed=1))
     res = subprocess.run(
-        [sys.executable, "tasks/calibrate.py", f"measurements={table}", "name=chip_cal",
-         f"output_dir={tmp_path / 'out'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "tasks/calibrate.py",
+            f"measurements={table}",
+            "name=chip_cal",
+            f"output_dir={tmp_path / 'out'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
     data = yaml.safe_load((tmp_path / "out" / "chip_cal.yaml").read_text())
@@ -44,8 +53,9 @@ def test_installed_platform_is_what_train_py_platform_name_uses(tmp_path):
     table = write_rows(tmp_path / "m.csv", synthetic_rows(layers=60, noise=0.0))
     name = f"test_cal_{uuid.uuid4().hex[:8]}"
     try:
-        report = run(cfg(f"measurements={table}", f"name={name}", "install=true",
-                         f"output_dir={tmp_path}"))
+        report = run(
+            cfg(f"measurements={table}", f"name={name}", "install=true", f"output_dir={tmp_path}")
+        )
         fitted = report["constants"]["calibrated"]["analog_pass_cycles"]
         assert fitted == pytest.approx(TRUE_CONSTANTS.analog_pass_cycles, rel=1e-9)
         platform = get_platform(train_cfg(tmp_path, f"platform={name}").platform)
@@ -58,8 +68,9 @@ def test_installed_platform_is_what_train_py_platform_name_uses(tmp_path):
 
 def test_missing_fields_and_bad_settings_are_clear_errors(tmp_path):
     rows = synthetic_rows(layers=3, noise=0.0)
-    table = write_rows(tmp_path / "m.csv", [{k: v for k, v in r.items() if k != "ch_analog"}
-                                            for r in rows])
+    table = write_rows(
+        tmp_path / "m.csv", [{k: v for k, v in r.items() if k != "ch_analog"} for r in rows]
+    )
     with pytest.raises(OdimoError, match="lacks column.*ch_analog"):
         run(cfg(f"measurements={table}", f"output_dir={tmp_path}"))
     with pytest.raises(OdimoError, match="does not exist"):
@@ -71,9 +82,17 @@ def test_missing_fields_and_bad_settings_are_clear_errors(tmp_path):
 def test_entry_point_bad_input_is_one_line(tmp_path):
     (tmp_path / "m.csv").write_text("c_in,c_out\n3,8\n")
     res = subprocess.run(
-        [sys.executable, "tasks/calibrate.py", f"measurements={tmp_path / 'm.csv'}",
-         f"output_dir={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "tasks/calibrate.py",
+            f"measurements={tmp_path / 'm.csv'}",
+            f"output_dir={tmp_path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()

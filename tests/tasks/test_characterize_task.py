@@ -28,8 +28,12 @@ def cfg(tmp_path, *overrides):
 
 def entry(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "tasks/characterize.py", *args], cwd=REPO, capture_output=True,
-        text=True, timeout=300, check=False,
+        [sys.executable, "tasks/characterize.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -43,14 +47,18 @@ def test_entry_point_writes_records_catalogue_and_host(tmp_path):
     assert res.returncode == 0, res.stderr
     rows = read_csv(tmp_path / "catalogue.csv")
     assert [r["key"] for r in rows] == [
-        "mobilenetv2/s3/0", "mobilenetv2/s3/1", "probe/s3/0", "probe/s3/1"
+        "mobilenetv2/s3/0",
+        "mobilenetv2/s3/1",
+        "probe/s3/0",
+        "probe/s3/1",
     ]
     host = json.loads((tmp_path / "host.json").read_text())
     assert {"cpu", "threads", "torch", "load_1min"} <= set(host) and host["threads"] == 1
     for row in rows:
         space, law, net_id = row["key"].split("/")
-        spec = ModelSpec("sampled", (3, 32, 32), 10,
-                         (("id", int(net_id)), ("law", law), ("space", space)))
+        spec = ModelSpec(
+            "sampled", (3, 32, 32), 10, (("id", int(net_id)), ("law", law), ("space", space))
+        )
         geometry = record_geometry(build_model(spec, "float"), (3, 32, 32))
         digital_ms = sum(RefCost.digital(g, g.c_out) for g in geometry) / 260e6 * 1e3
         assert float(row["diana_all_digital_ms"]) == pytest.approx(digital_ms, rel=1e-5)
