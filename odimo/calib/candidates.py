@@ -6,7 +6,9 @@ their finished runs' accuracies back into the catalogue records.
 Hydra multirun per group (`model.id=3,17,40`). `join_runs` reads every finished run under the
 given folders (`config.yaml` + `metrics.json` + `DONE`) and stores its accuracies in the
 record of its network as `<variant>_val_acc` / `<variant>_test_acc`, where the variant is
-`float` for a warm-up-only run and the baseline name (e.g. `min_latency`) for a baseline run.
+`float` for a warm-up-only run and the baseline name (e.g. `min_latency`) for a baseline run;
+any run with a float warm-up also gives `float_val_acc` (the float network's accuracy, which a
+host CPU runs).
 """
 
 from __future__ import annotations
@@ -50,13 +52,18 @@ def train_commands(keys: Iterable[str], overrides: Sequence[str]) -> list[str]:
 
 
 def _finished_runs(root: Path) -> Iterable[tuple[dict, dict]]:
-    """(config, metrics) of every finished run below `root`."""
+    """(config, metrics) of every finished run below `root`; the float warm-up's validation
+    accuracy (`warmup.json`) joins the metrics as `warmup/val_acc`."""
     for metrics_path in sorted(root.rglob("metrics.json")):
         run_dir = metrics_path.parent
         if not (run_dir / "DONE").is_file() or not (run_dir / "config.yaml").is_file():
             continue
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        yield config, json.loads(metrics_path.read_text(encoding="utf-8"))
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        warm = run_dir / "warmup.json"
+        if warm.is_file():
+            metrics["warmup/val_acc"] = json.loads(warm.read_text(encoding="utf-8")).get("val_acc")
+        yield config, metrics
 
 
 def _variant(metrics: dict[str, Any]) -> str:
@@ -88,6 +95,8 @@ def join_runs(out_dir: Path, roots: Sequence[Path]) -> int:
                     if key in metrics:
                         results[f"{variant}_{split}_acc"] = float(metrics[key])
                         break
+            if metrics.get("warmup/val_acc") is not None:
+                results["float_val_acc"] = float(metrics["warmup/val_acc"])
             results[f"{variant}_dataset"] = metrics.get("dataset")
             write_json_atomic(path, record)
             joined += 1
