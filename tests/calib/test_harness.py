@@ -69,3 +69,25 @@ def test_bad_settings_and_host_details():
         measure_latency(Counter(), torch.zeros(1), repeats=0)
     info = host_info(threads=1)
     assert info["threads"] == 1 and info["torch"] == torch.__version__ and info["cpu"]
+
+
+def test_an_exported_split_network_is_timed_like_any_module():
+    from odimo.export.split import split_model
+    from odimo.hw import get_platform
+    from odimo.models import ModelSpec, build_model
+    from odimo.nn.baselines import baseline_mapping
+    from odimo.nn.mapping import apply_mapping
+
+    platform = get_platform("diana")
+    spec = ModelSpec("sampled", (3, 16, 16), 10, (("id", 2), ("law", "s3"), ("space", "probe")))
+    mapped = build_model(spec, "mapped", platform)
+    apply_mapping(mapped, baseline_mapping("io_digital", _geometry(mapped), platform))
+    split = split_model(mapped, platform)
+    stats = measure_latency(split, torch.zeros(1, 3, 16, 16), repeats=3, warmup=1)
+    assert stats.repeats == 3 and 0 < stats.min_ms <= stats.median_ms <= stats.p95_ms
+
+
+def _geometry(model):
+    from odimo.hw import record_geometry
+
+    return record_geometry(model, (3, 16, 16))

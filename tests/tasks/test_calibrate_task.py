@@ -37,7 +37,7 @@ def test_entry_point_recovers_the_constants_and_writes_a_platform_yaml(tmp_path)
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert res.returncode == 0, res.stderr
@@ -91,7 +91,7 @@ def test_entry_point_bad_input_is_one_line(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert res.returncode == 2

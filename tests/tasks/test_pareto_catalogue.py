@@ -128,7 +128,7 @@ def test_missing_column_is_one_line_and_a_nonzero_exit(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert res.returncode == 2
