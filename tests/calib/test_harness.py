@@ -61,7 +61,8 @@ def test_a_sleeping_module_measures_its_sleep():
             return x
 
     stats = measure_latency(Sleep(), [torch.zeros(1)], repeats=5, warmup=1)
-    assert 3.0 <= stats.median_ms < 50.0 and stats.p95_ms >= stats.median_ms
+    # a sleep is never shorter than asked; a starved process may wake up much later
+    assert stats.min_ms >= 2.9 and stats.p95_ms >= stats.median_ms >= stats.min_ms
 
 
 def test_bad_settings_and_host_details():
