@@ -136,6 +136,7 @@ def characterize(
         "params": sum(p.numel() for p in model.parameters()),
         "macs": macs(geometry),
         "layers": len(geometry),
+        "targets": sorted(targets),
         "costs": costs,
     }
 

@@ -9,7 +9,6 @@ network under `output_dir/records/`, `catalogue.csv` over all records of the fol
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -97,12 +96,9 @@ def _plan(cfg: DictConfig) -> list[tuple[str, str, int]]:
     return [(s, law, i) for s in spaces for law in laws for i in ids]
 
 
-def _missing_targets(path: Path, targets: dict[str, Any]) -> bool:
-    """True when the network has no record yet, or one without a column of a target."""
-    if not path.is_file():
-        return True
-    costs = load_record(path).get("costs", {})
-    return any(not any(col.startswith(f"{name}_") for col in costs) for name in targets)
+def _measured(path: Path) -> set[str]:
+    """The targets a network's record was measured on (none without a record)."""
+    return set(load_record(path).get("targets", [])) if path.is_file() else set()
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -117,18 +113,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(str(cfg.output_dir)).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "host.json", host_info(timing.threads))
-    todo = [p for p in plan if _missing_targets(record_path(out_dir, *p), targets)]
+    todo = [p for p in plan if not set(targets) <= _measured(record_path(out_dir, *p))]
     print(
         f"{len(plan)} networks asked, {len(plan) - len(todo)} already measured, {len(todo)} to go"
     )
     start = time.perf_counter()
     _measure_all(todo, out_dir, targets, mappings, timing, input_size, cfg)
     elapsed = time.perf_counter() - start
-    joined = (
-        join_runs(out_dir, [Path(str(p)) for p in _names(cfg.join_runs, "join_runs")])
-        if (cfg.get("join_runs"))
-        else 0
-    )
+    joined = 0
+    if cfg.get("join_runs"):
+        joined = join_runs(out_dir, [Path(str(p)) for p in _names(cfg.join_runs, "join_runs")])
     csv_path, n_rows = write_catalogue_csv(out_dir)
     if joined:
         print(f"joined the accuracies of {joined} finished runs")
@@ -153,22 +147,15 @@ def _measure_all(todo, out_dir, targets, mappings, timing, input_size, cfg) -> N
             torch.manual_seed(int(cfg.seed))
             path = record_path(out_dir, space, law, net_id)
             previous = load_record(path) if path.is_file() else None
-            wanted = {
-                k: v
-                for k, v in targets.items()
-                if previous is None or not any(c.startswith(f"{k}_") for c in previous["costs"])
-            }
+            done = _measured(path)
+            wanted = {k: v for k, v in targets.items() if k not in done}
             record = characterize(
                 space, law, net_id, input_size, int(cfg.num_classes), wanted, mappings, timing
             )
             if previous is not None:
                 record["costs"] = {**previous["costs"], **record["costs"]}
+                record["targets"] = sorted(done | set(wanted))
                 record["results"] = previous.get("results", {})
             write_json_atomic(path, record)
             bar.advance(task)
     log.debug("wrote %d records", len(todo))
-
-
-def host_json(out_dir: Path) -> dict:
-    """The host details of a catalogue folder."""
-    return json.loads((out_dir / "host.json").read_text(encoding="utf-8"))
