@@ -393,6 +393,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: a bad setting.
         OdimoError: the sweep has no finished job.
     """
+    if cfg.get("catalogue"):  # any table of records instead of a sweep (IoTnets catalogues)
+        from odimo.tasks.pareto_catalogue import run_catalogue
+
+        return run_catalogue(cfg)
     opts = parse_options(cfg)
     wandb = _import_wandb() if opts.logger == "wandb" else None
     scan = scan_sweep(opts.sweep_dir)

@@ -200,7 +200,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     if is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         print_config(cfg)
-    platform = get_platform(str(cfg.platform))
+    platform = get_platform(cfg.platform)
     spec = model_spec(cfg.model, cfg.dataset.input_size, cfg.dataset.num_classes)
     datamodule = instantiate(cfg.dataset.datamodule)
     job = run_dir.name
@@ -413,7 +413,7 @@ def train_mapped(
         load_state(phase_dir / "result.pt", model)
         return module
     media = MappingMedia(
-        get_platform(str(cfg.platform)), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
+        get_platform(cfg.platform), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
     )
     fit_phase(cfg, module, datamodule, phase_dir, phase, phase_cfg, job, [media])
     save_state(phase_dir / "result.pt", model, {})
