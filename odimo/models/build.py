@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from odimo.convert.sources import custom_model, torchvision_model
 from odimo.errors import CheckpointError, ConfigError
 from odimo.hw.platform import Platform
 from odimo.models.mobilenet import mbv1
@@ -17,7 +18,13 @@ from odimo.models.resnet import res18, res20
 from odimo.nn.conv import Conv2dBN, QuantConv2d
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 
-MODELS = {"res20": res20, "res18": res18, "mbv1": mbv1}
+MODELS = {
+    "res20": res20,
+    "res18": res18,
+    "mbv1": mbv1,
+    "torchvision": torchvision_model,  # any torchvision classifier, converted (odimo.convert)
+    "custom": custom_model,  # a user's float nn.Module factory, converted (odimo.convert)
+}
 
 
 @dataclass(frozen=True)
