@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from odimo.convert.sources import custom_model, torchvision_model
 from odimo.errors import CheckpointError, ConfigError
 from odimo.hw.platform import Platform
 from odimo.models.mobilenet import mbv1
@@ -18,12 +17,27 @@ from odimo.models.resnet import res18, res20
 from odimo.nn.conv import Conv2dBN, QuantConv2d
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 
+
+def torchvision_model(ops, input_size, num_classes: int, **options) -> nn.Module:
+    """Any torchvision classifier, converted with torch.fx (`odimo.convert`)."""
+    from odimo.convert.sources import torchvision_model as build
+
+    return build(ops, input_size, num_classes, **options)
+
+
+def custom_model(ops, input_size, num_classes: int, **options) -> nn.Module:
+    """A user's float network factory (`model.target`), converted with torch.fx."""
+    from odimo.convert.sources import custom_model as build
+
+    return build(ops, input_size, num_classes, **options)
+
+
 MODELS = {
     "res20": res20,
     "res18": res18,
     "mbv1": mbv1,
-    "torchvision": torchvision_model,  # any torchvision classifier, converted (odimo.convert)
-    "custom": custom_model,  # a user's float nn.Module factory, converted (odimo.convert)
+    "torchvision": torchvision_model,
+    "custom": custom_model,
 }
 
 
