@@ -28,7 +28,28 @@ def sampled(ops, input_size, num_classes: int, **options):
     return build_sampled(ops, input_size, num_classes, **options)
 
 
-MODELS = {"res20": res20, "res18": res18, "mbv1": mbv1, "sampled": sampled}
+def torchvision_model(ops, input_size, num_classes: int, **options) -> nn.Module:
+    """Any torchvision classifier, converted with torch.fx (`odimo.convert`)."""
+    from odimo.convert.sources import torchvision_model as build
+
+    return build(ops, input_size, num_classes, **options)
+
+
+def custom_model(ops, input_size, num_classes: int, **options) -> nn.Module:
+    """A user's float network factory (`model.target`), converted with torch.fx."""
+    from odimo.convert.sources import custom_model as build
+
+    return build(ops, input_size, num_classes, **options)
+
+
+MODELS = {
+    "res20": res20,
+    "res18": res18,
+    "mbv1": mbv1,
+    "torchvision": torchvision_model,
+    "custom": custom_model,
+    "sampled": sampled,
+}
 
 
 @dataclass(frozen=True)
