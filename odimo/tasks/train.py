@@ -47,6 +47,7 @@ from odimo.nn import (
     Regularizer,
     TargetRegularizer,
     apply_mapping,
+    hard_mapping,
     make_regularizer,
     model_mapping,
     set_sampling,
@@ -314,10 +315,11 @@ def calibrate_target(
     was_training = model.training
     model.eval()
     losses = []
-    for i, (x, y) in enumerate(datamodule.val_dataloader()):
-        if i == 8:
-            break
-        losses.append(float(torch.nn.functional.cross_entropy(model(x), y)))
+    with hard_mapping(model):  # the deployed network the search starts from
+        for i, (x, y) in enumerate(datamodule.val_dataloader()):
+            if i == 8:
+                break
+            losses.append(float(torch.nn.functional.cross_entropy(model(x), y)))
     model.train(was_training)
     task_loss = sum(losses) / max(len(losses), 1)
     initial = float(regularizer.base.cost(network))
