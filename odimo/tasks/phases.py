@@ -147,6 +147,28 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def checkpoint_callbacks(ckpt_dir: Path, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """`best.ckpt` (highest `monitor`) and `last.ckpt` (written after every epoch)."""
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        enable_version_counter=False,
+    )
+    # `save_last=True` refreshes last.ckpt only when a new best is saved; resuming must continue
+    # from the latest epoch, so a second callback writes last.ckpt after every epoch.
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        enable_version_counter=False,
+    )
+    return best, latest
+
+
 def fit_phase(
     cfg: DictConfig,
     module: L.LightningModule,
@@ -167,23 +189,7 @@ def fit_phase(
     At the end the best checkpoint's weights are loaded into `module`.
     """
     ckpt_dir = phase_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="best",
-        monitor=module.monitor,
-        mode="max",
-        enable_version_counter=False,
-    )
-    # `save_last=True` refreshes last.ckpt only when a new best is saved; resuming must continue
-    # from the latest epoch, so a second callback writes last.ckpt after every epoch.
-    latest = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        every_n_epochs=1,
-        enable_version_counter=False,
-    )
+    checkpoint, latest = checkpoint_callbacks(ckpt_dir, module.monitor)
     fingerprint = fingerprint or config_fingerprint(cfg)
     if not is_rank_zero():
         redirect_file_outputs(callbacks)
