@@ -251,7 +251,9 @@ def redirect_file_outputs(callbacks) -> None:
         for attr in OUTPUT_ATTRIBUTES:
             value = getattr(callback, attr, None)
             if isinstance(value, Path):
-                setattr(callback, attr, scratch / type(callback).__name__ / value.name)
+                folder = scratch / type(callback).__name__
+                folder.mkdir(parents=True, exist_ok=True)  # writers may not create folders
+                setattr(callback, attr, folder / value.name)
 
 
 def maybe_compile(module: L.LightningModule, enabled: bool) -> None:
