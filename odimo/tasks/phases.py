@@ -147,6 +147,28 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def checkpoint_callbacks(ckpt_dir: Path, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """`best.ckpt` (highest `monitor`) and `last.ckpt` (written after every epoch)."""
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        enable_version_counter=False,
+    )
+    # `save_last=True` refreshes last.ckpt only when a new best is saved; resuming must continue
+    # from the latest epoch, so a second callback writes last.ckpt after every epoch.
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        enable_version_counter=False,
+    )
+    return best, latest
+
+
 def fit_phase(
     cfg: DictConfig,
     module: L.LightningModule,
@@ -169,23 +191,7 @@ def fit_phase(
     is False (the search's hand-over callback chooses what to keep).
     """
     ckpt_dir = phase_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="best",
-        monitor=module.monitor,
-        mode="max",
-        enable_version_counter=False,
-    )
-    # `save_last=True` refreshes last.ckpt only when a new best is saved; resuming must continue
-    # from the latest epoch, so a second callback writes last.ckpt after every epoch.
-    latest = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        every_n_epochs=1,
-        enable_version_counter=False,
-    )
+    checkpoint, latest = checkpoint_callbacks(ckpt_dir, module.monitor)
     fingerprint = fingerprint or config_fingerprint(cfg)
     if not is_rank_zero():
         redirect_file_outputs(callbacks)
@@ -247,7 +253,9 @@ def redirect_file_outputs(callbacks) -> None:
         for attr in OUTPUT_ATTRIBUTES:
             value = getattr(callback, attr, None)
             if isinstance(value, Path):
-                setattr(callback, attr, scratch / type(callback).__name__ / value.name)
+                folder = scratch / type(callback).__name__
+                folder.mkdir(parents=True, exist_ok=True)  # writers may not create folders
+                setattr(callback, attr, folder / value.name)
 
 
 def maybe_compile(module: L.LightningModule, enabled: bool) -> None:

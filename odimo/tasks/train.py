@@ -136,23 +136,33 @@ def run(cfg: DictConfig) -> dict:
         return _run(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with job_lock(run_dir):
+        done, failed = run_dir / "DONE", run_dir / "FAILED"
+        try:  # a bad config fails before it is recorded as the folder's config
+            check_config(cfg)
+        except OdimoError:
+            _write_failed(failed)
+            raise
         stored = previous_result(cfg, run_dir)
         if stored is not None:
             return stored
-        done, failed = run_dir / "DONE", run_dir / "FAILED"
         try:
             metrics = _run(cfg, run_dir)
         except BaseException as err:
             # an interruption (Ctrl-C, SIGTERM: Lightning turns both into SystemExit) is not a
             # failure: the job resumes from its last.ckpt when the same command runs again
             if not isinstance(err, (KeyboardInterrupt, SystemExit)):
-                with contextlib.suppress(OSError, OdimoError):
-                    atomic_write_text(failed, traceback.format_exc())
+                _write_failed(failed)
             raise
         failed.unlink(missing_ok=True)
         stamp = {"fingerprint": config_fingerprint(cfg), "finished": time.strftime("%F %T")}
         atomic_write_text(done, json.dumps(stamp) + "\n")
     return metrics
+
+
+def _write_failed(path: Path) -> None:
+    """FAILED with the current traceback (best effort: the disk may be full)."""
+    with contextlib.suppress(OSError, OdimoError):
+        atomic_write_text(path, traceback.format_exc())
 
 
 def previous_result(cfg: DictConfig, run_dir: Path) -> dict | None:

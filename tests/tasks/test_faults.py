@@ -101,13 +101,15 @@ def test_cached_warmup_alone_and_bad_epochs(tmp_path):
     again = run(train_cfg(tmp_path, "phases=[warmup]", run="b"))  # crashed when cached
     assert again["kind"] == first["kind"] == "float"
     assert again["final/val/acc_float"] == first["final/val/acc_float"]
-    for override, needle in [
-        ("search.epochs=-3", "search.epochs must be an integer >= 1, got -3"),
-        ("finetune.epochs=0", "finetune.epochs must be an integer >= 1, got 0"),
-        ("warmup.patience=-1", "warmup.patience must be an integer >= 0"),
-    ]:
+    for i, (override, needle) in enumerate(
+        [
+            ("search.epochs=-3", "search.epochs must be an integer >= 1, got -3"),
+            ("finetune.epochs=0", "finetune.epochs must be an integer >= 1, got 0"),
+            ("warmup.patience=-1", "warmup.patience must be an integer >= 0"),
+        ]
+    ):
         with pytest.raises(ConfigError, match=needle):
-            run(train_cfg(tmp_path, override, run="bad"))
+            run(train_cfg(tmp_path, override, run=f"bad{i}"))
 
 
 def test_nonfinite_loss_fails_naming_the_step(tmp_path):

@@ -119,9 +119,15 @@ def test_ddp_two_processes_write_once_in_the_same_formats(tmp_path):
     two = _ddp_run(tmp_path, "two", "trainer=ddp_cpu", "trainer.devices=2")
     assert set(one) == set(two) and two["kind"] == "search"
     a, b = tmp_path / "one", tmp_path / "two"
-    files_a = {p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file()}
-    files_b = {p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()}
-    assert files_a == files_b  # no extra or missing file (nothing from rank 1)
+
+    def outputs(run_dir):  # Hydra's per-process log files aside
+        return {
+            p.relative_to(run_dir).as_posix()
+            for p in run_dir.rglob("*")
+            if p.is_file() and p.suffix != ".log"
+        }
+
+    assert outputs(a) == outputs(b)  # no extra or missing file (nothing from rank 1)
     for run_dir in (a, b):
         rows = list(csv.DictReader((run_dir / "search" / "layers.csv").open()))
         assert len(rows) == 22  # one epoch x 22 layers, no duplicate rows from rank 1
