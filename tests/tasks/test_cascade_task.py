@@ -296,9 +296,10 @@ def test_multirun_ablation(sweep: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     found = sorted(p.parent.name for p in tmp_path.glob("*/cascade.json"))
+    # Hydra's sweeper names the booleans it expands True/False
     assert found == [
-        "postcheck=false,score=margin",
-        "postcheck=false,score=maxp",
-        "postcheck=true,score=margin",
-        "postcheck=true,score=maxp",
+        "postcheck=False,score=margin",
+        "postcheck=False,score=maxp",
+        "postcheck=True,score=margin",
+        "postcheck=True,score=maxp",
     ]
