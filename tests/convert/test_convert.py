@@ -213,7 +213,7 @@ def test_unsupported_operations_name_the_node_and_the_way_out(net, words) -> Non
 
 
 def test_build_model_through_the_registry(diana) -> None:
-    spec = ModelSpec("torchvision", (1, 16, 16), 4, (("arch", "squeezenet1_0"),))
+    spec = ModelSpec("torchvision", (1, 32, 32), 4, (("arch", "squeezenet1_0"),))
     float_model = build_model(spec, "float")
     mapped = build_model(spec, "mapped", diana)
     assert float_model.get_submodule("features.0").in_channels == 1  # adapted to the data
