@@ -22,9 +22,7 @@ class PlainBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(
-                OrderedDict(conv=nn.Conv2d(c_in, c_out, 1, stride, bias=False))
-            )
+            self.downsample = nn.Conv2d(c_in, c_out, 1, stride, bias=False)
             self.downsample_bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: Tensor) -> Tensor:

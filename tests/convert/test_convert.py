@@ -69,7 +69,14 @@ def _all_digital(model: nn.Module, diana) -> Mapping:
     return Mapping(diana.name, diana.unit_names, layers)
 
 
-@pytest.mark.parametrize("arch", FAST_ARCHS)
+#: Folding initialises the ternary scales by a least-squares search over every weight, which
+#: costs seconds per million weights: the ResNets (11-25 M) run in the slow suite.
+SEARCH_ARCHS = ["mobilenet_v2", "shufflenet_v2_x0_5", "squeezenet1_0"] + [
+    pytest.param(a, marks=pytest.mark.slow) for a in ("resnet18", "resnet34")
+]
+
+
+@pytest.mark.parametrize("arch", SEARCH_ARCHS)
 def test_search_at_one_hot_digital_alpha_equals_mapped(arch: str, diana) -> None:
     _, search, mapped = _forms(tv(arch), diana)
     apply_mapping(search, _all_digital(search, diana))
@@ -77,7 +84,11 @@ def test_search_at_one_hot_digital_alpha_equals_mapped(arch: str, diana) -> None
     x = torch.rand(2, *SIZE)
     with torch.no_grad(), hard_mapping(search):
         assert torch.equal(search.eval()(x), mapped.eval()(x))  # deployed (exact) arithmetic
-        assert torch.equal(search.train()(x), mapped.train()(x))  # training (fake-quant) path
+        outs = []
+        for model in (search, mapped):  # training (fake-quant) path: same dropout draws
+            torch.manual_seed(1)
+            outs.append(model.train()(x))
+        assert torch.equal(*outs)
 
 
 def test_mixed_constructs_convert_exactly_with_the_source_geometry(diana) -> None:
@@ -89,8 +100,15 @@ def test_mixed_constructs_convert_exactly_with_the_source_geometry(diana) -> Non
     with torch.no_grad():
         assert torch.equal(float_model.eval()(x), net(x))
     shapes = {}
+
+    def record(name: str):
+        def hook(module, args, output) -> None:
+            shapes[name] = tuple(output.shape[2:])
+
+        return hook
+
     hooks = [
-        m.register_forward_hook(lambda m, a, o, n=n: shapes.setdefault(n, tuple(o.shape[2:])))
+        m.register_forward_hook(record(n))
         for n, m in net.named_modules()
         if isinstance(m, nn.Conv2d)
     ]
@@ -120,12 +138,15 @@ def test_quantizers_sit_where_odimo_models_put_them(diana) -> None:
     layers = quant_layers(model)
     # the image gets odimo's input quantizer (clip 1) before the stem
     assert layers["stem"].input_quant is model.input_act
-    assert float(model.input_act.clip) == 1.0
+    assert float(model.input_act.clip.detach()) == 1.0
     # the two ReLUs joined by the concatenation share ONE quantizer: the grouped conv reads it
     assert layers["grouped"].input_quant is model.act6
-    assert model.get_submodule("relu_1") is model.act6  # torch.relu on `right` (node relu_1)
+    calls = [n.target for n in model.graph.nodes if n.op == "call_module"]
+    assert calls.count("act6") == 2  # ReLU6 on `left` and torch.relu on `right`
     # chunk keeps the grid: the depthwise conv reads with the grouped conv's ReLU quantizer
-    assert layers["dw"].input_quant is model.get_submodule("relu_2")
+    # (F.relu calls at the top level are named relu, relu_1, ... in execution order)
+    assert layers["dw"].input_quant is model.get_submodule("relu_1")
+    assert calls.index("relu_1") < calls.index("dw") < calls.index("relu_2")
     # local average pooling leaves the grid: a quantizer is inserted before the classifier
     assert layers["fc"].input_quant is model.get_submodule("fc_act")
     assert model.conversion.rectified == ()
@@ -192,7 +213,7 @@ def test_unsupported_operations_name_the_node_and_the_way_out(net, words) -> Non
 
 
 def test_build_model_through_the_registry(diana) -> None:
-    spec = ModelSpec("torchvision", (1, 16, 16), 4, (("arch", "squeezenet1_0"),))
+    spec = ModelSpec("torchvision", (1, 32, 32), 4, (("arch", "squeezenet1_0"),))
     float_model = build_model(spec, "float")
     mapped = build_model(spec, "mapped", diana)
     assert float_model.get_submodule("features.0").in_channels == 1  # adapted to the data
