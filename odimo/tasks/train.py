@@ -73,12 +73,16 @@ PHASES = ("warmup", "search", "finetune", "baseline")
 
 
 def check_epochs(cfg: DictConfig, phases: list[str]) -> None:
-    """Every phase that runs needs epochs >= 1 and patience >= 0 (integers)."""
+    """Every phase that runs needs epochs >= 1 and patience >= 0 (integers).
+
+    The warm-up may have 0 epochs: the float network is cached as built (e.g. with pretrained
+    `model.weights`).
+    """
     sections = {"warmup": "warmup", "search": "search", "finetune": "finetune"}
     sections["baseline"] = "baseline_train"
     for phase in phases:
         key = sections[phase]
-        for name, minimum in (("epochs", 1), ("patience", 0)):
+        for name, minimum in (("epochs", int(phase != "warmup")), ("patience", 0)):
             value = cfg[key][name]
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"{key}.{name} must be an integer >= {minimum}, got {value!r}")
