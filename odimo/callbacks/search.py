@@ -169,9 +169,10 @@ class CostLogger(L.Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = ["epoch", "layer", *[f"ch_{u}" for u in platform.unit_names], "analog_frac_soft"]
         rows, fractions = [], []
+        cheap = platform.cheap_unit_index()
         for i, name in enumerate(self.network.names):
             soft = soft_counts[i]
-            frac = float(soft[-1] / soft.sum())
+            frac = float(soft[cheap] / soft.sum())
             fractions.append(frac)
             rows.append([epoch, name, *[int(c) for c in hard_counts[i].tolist()], round(frac, 4)])
         with path.open("a", newline="") as f:
