@@ -180,8 +180,9 @@ class QuantConv2d(nn.Conv2d):
         act_step = self.input_quant.step()
         parts = wq.factored(self.weight)
         codes = self.bias_quant.codes(self.bias, wq.step() * act_step)
-        acc = self.accumulation_dtype(unit)
-        out_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        wide = x.dtype == torch.float64  # a float64 network stays float64 throughout
+        acc = torch.float64 if wide else self.accumulation_dtype(unit)
+        out_dtype = torch.float64 if wide else torch.float32
         with torch.autocast(device_type=x.device.type, enabled=False):
             bias = (codes * (act_step * parts.inner_mult)).to(acc)
             y = self._conv_forward(x.to(acc), parts.inner.to(acc), bias)
