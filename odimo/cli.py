@@ -18,7 +18,17 @@ from odimo.errors import OdimoError
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 #: Config groups whose choices are checked before Hydra starts (name in the override -> folder).
-CHECKED_GROUPS = ("dataset", "model", "reg", "baseline", "trainer", "logger", "sweep", "experiment")
+CHECKED_GROUPS = (
+    "dataset",
+    "model",
+    "reg",
+    "baseline",
+    "platform",
+    "trainer",
+    "logger",
+    "sweep",
+    "experiment",
+)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -30,6 +30,7 @@ SEARCH_COLOR = "tab:blue"
 TEST_COLOR = "tab:gray"
 FRONT_COLOR = "tab:red"
 BASELINE_COLOR = "tab:green"
+CASCADE_COLOR = "tab:orange"
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -82,8 +83,10 @@ def plot_front(
     fig = _new_figure(8.0, 5.5)
     ax = fig.add_subplot()
     acc_name = acc_key.split("_", 1)[0]
-    _draw_search(ax, [r for r in rows if r.get("kind") != "baseline"], cost_key, acc_key, test_key)
+    searched = [r for r in rows if r.get("kind") not in ("baseline", "cascade")]
+    _draw_search(ax, searched, cost_key, acc_key, test_key)
     _draw_baselines(ax, [r for r in rows if r.get("kind") == "baseline"], cost_key, acc_key)
+    _draw_cascades(ax, [r for r in rows if r.get("kind") == "cascade"], cost_key, acc_key)
     front = sorted((r for r in rows if front_key and r.get(front_key)), key=lambda r: r[cost_key])
     if front:
         ax.step(
@@ -256,6 +259,30 @@ def _draw_baselines(ax: Any, rows: list[Mapping[str, Any]], cost_key: str, acc_k
         )
         ax.annotate(
             name, point, fontsize=7, xytext=(5, -10), textcoords="offset points", color="darkgreen"
+        )
+
+
+def _draw_cascades(ax: Any, rows: list[Mapping[str, Any]], cost_key: str, acc_key: str) -> None:
+    """Cascades of two networks (expected cost): orange diamonds with their labels."""
+    if not rows:
+        return
+    ax.scatter(
+        *_xy(rows, cost_key, acc_key),
+        marker="d",
+        s=45,
+        color=CASCADE_COLOR,
+        edgecolors="black",
+        zorder=4,
+        label="cascade (expected cost)",
+    )
+    for x, y, r in zip(*_xy(rows, cost_key, acc_key), rows, strict=True):
+        ax.annotate(
+            r.get("label", ""),
+            (x, y),
+            fontsize=6,
+            xytext=(4, -9),
+            textcoords="offset points",
+            color=CASCADE_COLOR,
         )
 
 

@@ -164,6 +164,40 @@ def scan_sweep(sweep_dir: str | Path) -> SweepScan:
     return scan
 
 
+#: How deep below the sweep dir a cascade's `cascade.json` may lie.
+MAX_CASCADE_DEPTH = 3
+
+
+def scan_cascades(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Cascade results (`cascade.json` of tasks/cascade.py) under a sweep dir, as jobs of kind
+    `cascade`: validation accuracy and expected costs at the threshold chosen on validation,
+    test accuracy reported. Unreadable files are skipped with a warning."""
+    sweep_dir = Path(sweep_dir).resolve()
+    jobs = []
+    for depth in range(MAX_CASCADE_DEPTH + 1):
+        for path in sorted(sweep_dir.glob("/".join(["*"] * depth + ["cascade.json"]))):
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                val, test = raw["val"], raw["test"]
+                job: dict[str, Any] = {key: math.nan for key in NUMBER_KEYS}
+                job.update(
+                    {
+                        "final/val/acc_hard": _number(val.get("acc")),
+                        "final/test/acc_hard": _number(test.get("acc_no_memory", test["acc"])),
+                        "final/cost/latency_hard_ms": _number(val.get("latency_expected_ms")),
+                        "final/cost/energy_hard_uj": _number(val.get("energy_expected_uj")),
+                    }
+                )
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+                log.warning("skipping unreadable cascade result %s: %s", path, err)
+                continue
+            job.update({key: None for key in TEXT_KEYS}, kind="cascade", job_dir=str(path.parent))
+            job["label"] = str(raw.get("label") or path.parent.name)
+            job["missing"] = [k for k in REQUIRED_FOR_FRONTS if not math.isfinite(job[k])]
+            jobs.append(job)
+    return jobs
+
+
 def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """The finished jobs of a sweep dir (see `scan_sweep`); skipped ones are logged."""
     scan = scan_sweep(sweep_dir)

@@ -150,11 +150,13 @@ class CostLogger(L.Callback):
         if layers:
             logs["arch/temperature"] = float(layers[0].temperature)
         pl_module.log_dict(logs)
+        if not trainer.is_global_zero:
+            return
         columns, rows = self._write_layers(trainer.current_epoch, soft_cost.counts, platform)
         log_table(trainer, "arch/layers", columns, rows)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.heatmap:
+        if self.heatmap and trainer.is_global_zero:
             log_image(trainer, "arch/analog_heatmap", self.plot_heatmap())
 
     def _write_layers(
@@ -167,9 +169,10 @@ class CostLogger(L.Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = ["epoch", "layer", *[f"ch_{u}" for u in platform.unit_names], "analog_frac_soft"]
         rows, fractions = [], []
+        cheap = platform.cheap_unit_index()
         for i, name in enumerate(self.network.names):
             soft = soft_counts[i]
-            frac = float(soft[-1] / soft.sum())
+            frac = float(soft[cheap] / soft.sum())
             fractions.append(frac)
             rows.append([epoch, name, *[int(c) for c in hard_counts[i].tolist()], round(frac, 4)])
         with path.open("a", newline="") as f:
@@ -296,25 +299,34 @@ class MappingHandover(L.Callback):
         epoch = int(trainer.current_epoch)
         record = {"epoch": epoch, "acc": float(acc), "cost": self._cost()}
         self.records = [r for r in self.records if r["epoch"] != epoch] + [record]
-        self._keep_front(pl_module, record)
+        self._keep_front(pl_module, record, trainer.is_global_zero)
 
-    def _keep_front(self, pl_module: L.LightningModule, new: dict) -> None:
-        """Store the new epoch if no other beats it; drop the ones it beats."""
+    def _keep_front(self, pl_module: L.LightningModule, new: dict, write: bool = True) -> None:
+        """Store the new epoch if no other beats it; drop the ones it beats.
+
+        Every rank keeps the same records (the metric is synchronised); only `write` ranks
+        (global rank 0) touch the files.
+        """
 
         def beats(a: dict, b: dict) -> bool:  # a at least as good on both, a later on ties
             return a["cost"] <= b["cost"] and a["acc"] >= b["acc"] and a is not b
 
         stored = [r for r in self.records if r.get("stored")]
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if write:
+            self.dir.mkdir(parents=True, exist_ok=True)
         if not any(beats(r, new) for r in stored):
-            tmp = self.dir / f"epoch={new['epoch']}.tmp"
-            torch.save(pl_module.state_dict(), tmp)
-            tmp.replace(self.dir / f"epoch={new['epoch']}.pt")
+            if write:
+                tmp = self.dir / f"epoch={new['epoch']}.tmp"
+                torch.save(pl_module.state_dict(), tmp)
+                tmp.replace(self.dir / f"epoch={new['epoch']}.pt")
             new["stored"] = True
             for r in stored:
                 if beats(new, r):
-                    (self.dir / f"epoch={r['epoch']}.pt").unlink(missing_ok=True)
+                    if write:
+                        (self.dir / f"epoch={r['epoch']}.pt").unlink(missing_ok=True)
                     r["stored"] = False
+        if not write:
+            return
         tmp = self.dir / "index.tmp"
         tmp.write_text(json.dumps({"epochs": self.records}, indent=1) + "\n")
         tmp.replace(self.dir / "index.json")
@@ -342,6 +354,7 @@ class MappingHandover(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         chosen, report = self.choose()
+        trainer.strategy.barrier()  # rank 0 has written the candidates every rank loads
         if chosen is not None and chosen["epoch"] != report["final_epoch"]:
             path = self.dir / f"epoch={chosen['epoch']}.pt"
             pl_module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -359,6 +372,8 @@ class MappingHandover(L.Callback):
         if self.target is not None:
             report["target"] = self.target
             report["target_met"] = report["handed_over_cost"] <= self.target * (1 + 1e-9)
+        if not trainer.is_global_zero:
+            return
         if self.dir is not None:
             (self.dir.parent / "handover.json").write_text(json.dumps(report, indent=1) + "\n")
         model_mapping(pl_module.model, self.platform).save(self.out_path)
@@ -387,11 +402,15 @@ class MappingMedia(L.Callback):
 
 
 def load_module_state(pl_module: L.LightningModule, path: str | Path) -> None:
-    """Load the weights of a Lightning checkpoint into a module; CheckpointError if impossible."""
+    """Load the weights of a Lightning checkpoint into a module; CheckpointError if impossible.
+
+    The file is read with `weights_only=True` (no pickled code runs); a checkpoint holding
+    anything else than tensors and plain containers is refused.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         pl_module.load_state_dict(state)
-    except (OSError, KeyError, RuntimeError, EOFError, ValueError) as err:
+    except (OSError, KeyError, RuntimeError, EOFError, ValueError, TypeError) as err:
         raise CheckpointError(
             f"{path}: cannot restore ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''})"

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from odimo.errors import ConfigError
 
@@ -25,6 +25,31 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+class EpochRandomSampler(RandomSampler):
+    """A random order that is a function of (seed, epoch) alone.
+
+    Lightning calls `set_epoch` before every training epoch, and the permutation is drawn when
+    iteration starts, so a run resumed at epoch e sees the same order as an uninterrupted one.
+    Under DDP Lightning replaces it by a shuffling `DistributedSampler` (it is a RandomSampler).
+    """
+
+    def __init__(self, data_source: Dataset, seed: int):
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of `epoch` (called by Lightning at the start of each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 def seeded_split(total: int, fractions: Sequence[float], seed: int) -> list[Tensor]:
@@ -126,16 +151,15 @@ class ImageDataModule(LightningDataModule):
             self.setup()
 
     def _loader(self, dataset: Dataset, batch_size: int, *, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        sampler = EpochRandomSampler(dataset, self.seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -9,6 +9,7 @@
 - `export_run`: all of it for a finished run dir (`odimo.export.run`).
 """
 
+from odimo.export.files import load_split, save_split
 from odimo.export.integer import integer_export
 from odimo.export.onnx import ONNX_OPSET, export_onnx, gather_ops, onnx_session, run_onnx
 from odimo.export.run import export_run
@@ -29,10 +30,12 @@ __all__ = [
     "export_run",
     "gather_ops",
     "integer_export",
+    "load_split",
     "onnx_session",
     "plan_channels",
     "reflected_order",
     "run_onnx",
+    "save_split",
     "split_layers",
     "split_model",
 ]

@@ -6,8 +6,9 @@ run's composed config) and writes `<run_dir>/export/` (see docs/export.md for th
 
     mapping.json        the mapping (odimo.mapping/1), layers in execution order
     cost_report.json    per-layer cycles and totals (same schema as the cost report task)
-    split_model.pt      torch.save of the whole split nn.Module (torch.load(..., weights_only=False)
-                        with odimo importable)
+    split_model.pt      the split network's state dict (tensors only: weights_only=True loads it)
+    split_model.json    its spec (model, platform, mapping, activation constants); rebuild with
+                        odimo.export.load_split(<export dir>), no pickle involved
     weights.npz         integer weights, biases, scales, channel orders (odimo.export.integer)
     quant.json          quantizer constants and the layout of weights.npz (odimo.quant/1)
     model.onnx          the split network, opset 18, dynamic batch, no gather ops
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from odimo.errors import CheckpointError, ConfigError
+from odimo.export.files import save_split
 from odimo.export.integer import integer_export
 from odimo.export.onnx import ONNX_OPSET, export_onnx, gather_ops, run_onnx
 from odimo.export.reference import exact_reference
@@ -50,16 +52,16 @@ LOADER_NOTE = """\
 |---|---|
 | mapping.json | channel mapping (odimo.mapping/1), layers in execution order |
 | cost_report.json | per-layer cycles and energy of the mapping, totals |
-| split_model.pt | the split network as a whole `nn.Module` |
+| split_model.pt / split_model.json | the split network: state dict (tensors only) + JSON spec |
 | weights.npz / quant.json | integer weights, biases, scales; quantizer constants and layout |
 | model.onnx | the split network, ONNX opset {opset}, input `input` [batch, C, H, W] |
 | test_batch.npz | `x` float32, `y` int64: the first {batch} test inputs, as the model reads them |
 | summary.json | output differences, accuracies and cost checks |
 
-Load the PyTorch module (it is a pickled module: trust the file, keep odimo importable):
+Load the PyTorch module (no pickle: a state dict read with weights_only=True and a JSON spec):
 
-    import torch
-    model = torch.load("split_model.pt", weights_only=False).eval()
+    from odimo.export import load_split
+    model = load_split(".")
 
 Run the ONNX model with graph optimisations disabled (see docs/export.md):
 
@@ -232,7 +234,7 @@ def export_run(
 
     plan = plan_channels(model, platform.num_units)
     split = split_model(model, platform)
-    torch.save(split, out / "split_model.pt")
+    save_split(out, split, model, platform)
     split_geometry = record_geometry(split, spec.input_size)
     if split_geometry != geometry:
         raise RuntimeError("internal error: the split network's geometry differs from the mapped")

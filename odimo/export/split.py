@@ -24,6 +24,9 @@ The rule (one order per space):
 - a conv reading a space stores its weight's input columns in that space's order; a depthwise
   conv in a space stores its channels in that order (and must run on one unit);
   per-tensor quantizers need nothing.
+- any other operation (flatten, reshape, concatenation, chunk, a channel shuffle, ...) may move
+  channels: its inputs and its output are pinned to the original order, so it computes on the
+  tensors it was written for (networks converted by `odimo.convert` use them freely).
 
 Every order is applied to weights at export time; the split network's forward contains convs,
 activation quantizers, adds, pooling, static slices and concats only.
@@ -55,10 +58,20 @@ CHANNELWISE_MODULES = (
     FloatAvgPool2d,
     nn.ReLU,
     nn.Identity,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.Dropout,
 )
-CHANNELWISE_FUNCTIONS = (operator.add, torch.add, torch.relu, nn.functional.relu)
-CHANNELWISE_METHODS = ("add", "relu")
-FLATTEN = (torch.flatten, "flatten")
+CHANNELWISE_FUNCTIONS = (
+    operator.add,
+    operator.iadd,
+    torch.add,
+    torch.relu,
+    nn.functional.relu,
+    nn.functional.max_pool2d,
+    nn.functional.avg_pool2d,
+)
+CHANNELWISE_METHODS = ("add", "relu", "contiguous")
 
 
 @dataclass
@@ -188,11 +201,9 @@ def plan_channels(model: nn.Module, num_units: int | None = None) -> ChannelPlan
         ):
             for name in inputs:
                 uf.union(node.name, name)
-        elif (node.op == "call_function" or node.op == "call_method") and target in FLATTEN:
-            uf.union(node.name, inputs[0])
+        else:  # may move channels (flatten, reshape, cat, shuffle): keep the original order
+            pinned.update(inputs)
             pinned.add(node.name)
-        else:
-            raise ConfigError(f"export cannot place the channels of {node.op} {target!r}")
     return _assign_orders(modules, uf, pinned, convs, num_units)
 
 
@@ -277,6 +288,8 @@ def split_model(mapped_model: nn.Module, platform: Platform) -> nn.Module:
             f"{type(layers[wrong[0]]).__name__} (use odimo.models.to_mapped)"
         )
     for name, layer in layers.items():
+        if tuple(layer.dilation) != (1, 1):
+            raise ConfigError(f"layer {name!r} is dilated: the split export has no dilated convs")
         if layer.platform.unit_names != platform.unit_names:
             raise ConfigError(
                 f"layer {name!r} is mapped on {layer.platform.name}, not {platform.name}"

@@ -1,20 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """Platform descriptions: compute units and vectorised cost models (pure torch)."""
 
-from odimo.hw.diana import Diana
+from odimo.hw.config import (
+    PLATFORMS,
+    get_platform,
+    load_platform_yaml,
+    platform_from_config,
+    platform_to_config,
+)
+from odimo.hw.diana import Diana, DianaConstants
 from odimo.hw.geometry import GeometryTable, LayerGeometry, record_geometry
 from odimo.hw.platform import ComputeUnit, CostBreakdown, Platform, counts_from_assignment
 
-PLATFORMS: dict[str, type[Platform]] = {"diana": Diana}
-
-
-def get_platform(name: str = "diana", **kwargs) -> Platform:
-    """Platform instance by name."""
-    if name not in PLATFORMS:
-        from odimo.errors import ConfigError
-
-        raise ConfigError(f"unknown platform {name!r} (choose from: {', '.join(PLATFORMS)})")
-    return PLATFORMS[name](**kwargs)
+#: `get_platform` also accepts a platform config; this name reads better at config call sites.
+load_platform = get_platform
 
 
 __all__ = [
@@ -22,10 +21,15 @@ __all__ = [
     "ComputeUnit",
     "CostBreakdown",
     "Diana",
+    "DianaConstants",
     "GeometryTable",
     "LayerGeometry",
     "Platform",
     "counts_from_assignment",
     "get_platform",
+    "load_platform",
+    "load_platform_yaml",
+    "platform_from_config",
+    "platform_to_config",
     "record_geometry",
 ]

@@ -56,6 +56,8 @@ class Platform(ABC):
     name: str
     units: tuple[ComputeUnit, ...]
     freq_hz: float
+    #: Name of the cheap, low-precision unit (DIANA: "analog"); set from the platform's config.
+    cheap_unit: str
 
     @property
     def num_units(self) -> int:
@@ -73,6 +75,19 @@ class Platform(ABC):
             raise KeyError(
                 f"platform {self.name} has no unit {name!r} ({self.unit_names})"
             ) from None
+
+    def cheap_unit_index(self) -> int:
+        """Index of the cheap, low-precision unit: generic code asks this, never assumes 1."""
+        return self.unit_index(self.cheap_unit)
+
+    def precise_unit_index(self) -> int:
+        """Index of the unit that runs every layer at full precision: the first one that
+        supports grouped convs and is not the cheap unit (DIANA: digital)."""
+        cheap = self.cheap_unit_index()
+        for i, unit in enumerate(self.units):
+            if i != cheap and unit.supports_grouped:
+                return i
+        return next(i for i in range(self.num_units) if i != cheap)
 
     def allowed_units(self, geometry: LayerGeometry | None = None, groups: int = 1) -> list[bool]:
         """Which units may run a layer (grouped convs only on units that support them)."""

@@ -17,7 +17,39 @@ from odimo.models.resnet import res18, res20
 from odimo.nn.conv import Conv2dBN, QuantConv2d
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 
-MODELS = {"res20": res20, "res18": res18, "mbv1": mbv1}
+
+def sampled(ops, input_size, num_classes: int, **options):
+    """A network of a sampled space (`space`, `law`, `id` options); see `odimo.spaces`."""
+    from odimo.spaces import build_sampled  # the spaces build on this package's layer factory
+
+    missing = [k for k in ("space", "law", "id") if options.get(k) is None]
+    if missing:
+        raise ConfigError(f"model=sampled needs model.{', model.'.join(missing)}")
+    return build_sampled(ops, input_size, num_classes, **options)
+
+
+def torchvision_model(ops, input_size, num_classes: int, **options) -> nn.Module:
+    """Any torchvision classifier, converted with torch.fx (`odimo.convert`)."""
+    from odimo.convert.sources import torchvision_model as build
+
+    return build(ops, input_size, num_classes, **options)
+
+
+def custom_model(ops, input_size, num_classes: int, **options) -> nn.Module:
+    """A user's float network factory (`model.target`), converted with torch.fx."""
+    from odimo.convert.sources import custom_model as build
+
+    return build(ops, input_size, num_classes, **options)
+
+
+MODELS = {
+    "res20": res20,
+    "res18": res18,
+    "mbv1": mbv1,
+    "torchvision": torchvision_model,
+    "custom": custom_model,
+    "sampled": sampled,
+}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ FORMAT = "odimo.mapped/1"
 
 
 def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
-    """Write a mapped (or search: its argmax mapping is taken) model to `path`."""
+    """Write a mapped (or search: its argmax mapping is taken) model to `path` atomically."""
     if any(isinstance(m, SearchConv2d) for m in model.modules()):
         model = to_mapped(model, platform)  # the file must hold the mapped form's state dict
     mapping = model_mapping(model, platform)
@@ -39,8 +39,9 @@ def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
             if not k.endswith((".alpha", ".temperature"))
         },
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    from odimo.tasks.files import atomic_torch_save  # odimo.tasks imports odimo.models
+
+    atomic_torch_save(payload, path)
 
 
 def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:

@@ -24,8 +24,6 @@ from odimo.hw.geometry import GeometryTable, LayerGeometry
 from odimo.hw.platform import Platform
 from odimo.nn.mapping import Mapping
 
-DIGITAL, ANALOG = "digital", "analog"
-
 
 def _whole_layer_cycles(geometry: list[LayerGeometry], platform: Platform) -> torch.Tensor:
     """[L, U] cycles of each layer run entirely on each unit (inf where the unit cannot)."""
@@ -61,7 +59,7 @@ def baseline_assignments(
     """Per-channel unit indices of every layer under the named baseline."""
     if name not in BASELINES:
         raise ConfigError(f"unknown baseline {name!r} (choose from: {', '.join(BASELINES)})")
-    d, a = platform.unit_index(DIGITAL), platform.unit_index(ANALOG)
+    d, a = platform.precise_unit_index(), platform.cheap_unit_index()
     free = set(searchable) if searchable is not None else {g.name for g in geometry}
     cycles = _whole_layer_cycles(geometry, platform)
     out: dict[str, list[int]] = {}

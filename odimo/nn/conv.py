@@ -154,6 +154,18 @@ class QuantConv2d(nn.Conv2d):
         """Whether the eval-mode forward is the deployed, exactly accumulated network."""
         return False
 
+    def accumulation_dtype(self, unit: int) -> torch.dtype:
+        """float32 if every partial sum of `unit`'s conv is an integer below 2^24 (exact in
+        float32), else float64 (exact below 2^53).
+
+        A static bound, no host sync: fan-in x max input code x max weight code + bias codes.
+        ResNet20 (fan-in <= 576) stays in float32; ResNet18's 3x3x512 convs (4608) need float64.
+        """
+        fan_in = self.weight[0].numel()
+        weight_levels = getattr(self.weight_quants[unit], "levels", 1)
+        bound = fan_in * self.input_quant.levels * weight_levels + 2**15
+        return torch.float32 if bound < 2**24 else torch.float64
+
     def unit_output(self, x: Tensor, unit: int) -> Tensor:
         """One unit's output for ALL channels, accumulated exactly (see `Factored`).
 
@@ -161,17 +173,24 @@ class QuantConv2d(nn.Conv2d):
         unit's remaining scale is applied once afterwards: the exact value of
         conv(x, Q_u(W)) + b_u rounded once, independent of the batch size, the summation order
         and the runtime (the exported `SplitConv2d` computes the same numbers to the bit).
+        It accumulates in `accumulation_dtype(unit)` with autocast off (under `bf16-mixed` the
+        conv would otherwise run in bfloat16), and returns float32 (float64 for float64 input).
         """
         wq = self.weight_quants[unit]
         act_step = self.input_quant.step()
         parts = wq.factored(self.weight)
         codes = self.bias_quant.codes(self.bias, wq.step() * act_step)
-        y = self._conv_forward(x, parts.inner, codes * (act_step * parts.inner_mult))
-        if parts.out_scale is not None:
-            y = y * parts.out_scale.view(1, -1, 1, 1)
-        if parts.out_div is not None:
-            y = y / parts.out_div
-        return y
+        wide = x.dtype == torch.float64  # a float64 network stays float64 throughout
+        acc = torch.float64 if wide else self.accumulation_dtype(unit)
+        out_dtype = torch.float64 if wide else torch.float32
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            bias = (codes * (act_step * parts.inner_mult)).to(acc)
+            y = self._conv_forward(x.to(acc), parts.inner.to(acc), bias)
+            if parts.out_scale is not None:
+                y = y * parts.out_scale.to(acc).view(1, -1, 1, 1)
+            if parts.out_div is not None:
+                y = y / parts.out_div
+        return y.to(out_dtype)
 
     def exact_forward(self, x: Tensor) -> Tensor:
         """The one-hot network as deployed: each active unit exactly, channels picked by mask."""

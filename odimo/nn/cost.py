@@ -67,13 +67,13 @@ class NetworkCost:
         counts = cost.counts
         latency = float(cost.total_latency_cycles)
         energy = float(cost.total_energy_mw_cycles)
-        analog = self.platform.num_units - 1
+        cheap = self.platform.cheap_unit_index()
         return {
             "latency_cycles": latency,
             "latency_ms": float(self.platform.cycles_to_ms(latency)),
             "energy_mw_cycles": energy,
             "energy_uj": float(self.platform.mw_cycles_to_uj(energy)),
-            "analog_frac": float(counts[:, analog:].sum() / counts.sum()),
+            "analog_frac": float(counts[:, cheap].sum() / counts.sum()),
         }
 
 

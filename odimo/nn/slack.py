@@ -36,8 +36,8 @@ def layer_costs(network: NetworkCost, index: int, counts: torch.Tensor, objectiv
 def fill_slack(
     network: NetworkCost,
     objective: str = "latency",
-    accurate: str = "digital",
-    cheap: str = "analog",
+    accurate: str | None = None,
+    cheap: str | None = None,
 ) -> dict[str, int]:
     """Move channels of every search layer from `cheap` to `accurate` while its cost holds.
 
@@ -47,7 +47,8 @@ def fill_slack(
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     platform = network.platform
-    acc, chp = platform.unit_index(accurate), platform.unit_index(cheap)
+    acc = platform.unit_index(accurate) if accurate else platform.precise_unit_index()
+    chp = platform.unit_index(cheap) if cheap else platform.cheap_unit_index()
     moved: dict[str, int] = {}
     for i, (name, layer) in enumerate(zip(network.names, network.layers)):
         if not isinstance(layer, SearchConv2d):

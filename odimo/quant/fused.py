@@ -112,11 +112,23 @@ def _run_flat(fn: Callable[..., object], name: str, x: Tensor, clip: Tensor, oth
     return out.as_strided(x.shape, x.stride())
 
 
+#: Messages of allocation failures that torch raises as plain RuntimeErrors.
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for device or host allocation failures (never a reason to fall back to eager)."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in _OOM_MESSAGES)
+
+
 def call(name: str, *args: Tensor):
     """Run kernel `name`: compiled if enabled (compiling on first use), else eager.
 
     A compile failure (no C++ compiler, an unsupported platform) makes that dtype and device
     eager for the rest of the process, with one warning; others keep their compiled code.
+    Out-of-memory errors are raised as they are: they are not compiler failures.
     """
     x = args[0]
     key = (name, x.dtype, x.device.type)
@@ -128,6 +140,8 @@ def call(name: str, *args: Tensor):
         try:
             return _run_flat(fn, name, *args)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back for this key
+            if is_out_of_memory(err):
+                raise  # a real resource error: the eager kernel would not fit either
             first = (str(err).strip().splitlines() or [""])[0][:160]
             if not _State.failed:
                 warnings.warn(

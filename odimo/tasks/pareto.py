@@ -28,7 +28,7 @@ from odimo.analysis.pareto import (
     select_representatives,
 )
 from odimo.analysis.plots import plot_front
-from odimo.analysis.sweep import MAX_JOB_DEPTH, SweepScan, scan_sweep
+from odimo.analysis.sweep import MAX_JOB_DEPTH, SweepScan, scan_cascades, scan_sweep
 from odimo.errors import ConfigError, OdimoError
 
 log = logging.getLogger(__name__)
@@ -393,6 +393,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: a bad setting.
         OdimoError: the sweep has no finished job.
     """
+    if cfg.get("catalogue"):  # any table of records instead of a sweep (IoTnets catalogues)
+        from odimo.tasks.pareto_catalogue import run_catalogue
+
+        return run_catalogue(cfg)
     opts = parse_options(cfg)
     wandb = _import_wandb() if opts.logger == "wandb" else None
     scan = scan_sweep(opts.sweep_dir)
@@ -402,7 +406,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"no finished jobs under {opts.sweep_dir} (looked for metrics.json with a DONE marker "
             f"up to {MAX_JOB_DEPTH} levels down; skipped: {detail})"
         )
-    rows = job_rows(scan.jobs, opts.sweep_dir)
+    # cascades of two of the sweep's networks (tasks/cascade.py outputs inside the sweep dir)
+    rows = job_rows(scan.jobs + scan_cascades(opts.sweep_dir), opts.sweep_dir)
     fronts = {
         name: analyse_front(rows, name, opts.k, opts.budgets[name], opts.hv_refs[name])
         for name in FRONTS

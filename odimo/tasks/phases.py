@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import (
     EarlyStopping,
@@ -16,10 +20,68 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from odimo.callbacks import FiniteLossGuard, load_module_state
-from odimo.errors import CheckpointError, ConfigError
+from odimo.errors import CheckpointError, ConfigError, TrainingDivergedError
+from odimo.tasks.files import (
+    atomic_torch_save,
+    config_fingerprint,
+    is_rank_zero,
+    remove_stale_temps,
+)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a unique temp file, fsync'ed, then renamed.
+
+    A process killed while it writes `last.ckpt` leaves the previous `last.ckpt` intact (and a
+    hidden temp file that is never read and removed on the next attempt).
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        atomic_torch_save(checkpoint, path)
+
+
+class ResumeGuard(L.Callback):
+    """Stamps each checkpoint with the job's config fingerprint and the RNG states.
+
+    The fingerprint lets a re-run refuse a checkpoint made by another config. The RNG states
+    (torch, CUDA, numpy, Python) make a resumed phase draw the same random numbers as an
+    uninterrupted one (the data order is a function of the epoch, see `EpochRandomSampler`).
+    """
+
+    def __init__(self, fingerprint: str, phase: str):
+        self.fingerprint = fingerprint
+        self.phase = phase
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        np_state = np.random.get_state()
+        checkpoint["odimo"] = {
+            "fingerprint": self.fingerprint,
+            "phase": self.phase,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+                "python": random.getstate(),
+            },
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        rng = checkpoint.get("odimo", {}).get("rng")
+        if not rng:
+            return
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, keys.numpy(), *rest))
+        version, state, gauss = rng["python"]
+        random.setstate((version, tuple(state), gauss))
 
 
 def progress_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -85,28 +147,12 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
-def fit_phase(
-    cfg: DictConfig,
-    module: L.LightningModule,
-    datamodule: L.LightningDataModule,
-    phase_dir: Path,
-    phase: str,
-    phase_cfg: DictConfig,
-    job_name: str,
-    callbacks: list[L.Callback] = (),
-    restore_best: bool = True,
-) -> L.Trainer:
-    """Train a phase, resuming from `last.ckpt` if a previous attempt left one.
-
-    Checkpoints and early stopping follow `module.monitor` (the deployed network's accuracy).
-    At the end the best checkpoint's weights are loaded into `module`, unless `restore_best`
-    is False (the search's hand-over callback chooses what to keep).
-    """
-    ckpt_dir = phase_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(
+def checkpoint_callbacks(ckpt_dir: Path, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """`best.ckpt` (highest `monitor`) and `last.ckpt` (written after every epoch)."""
+    best = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
-        monitor=module.monitor,
+        monitor=monitor,
         mode="max",
         enable_version_counter=False,
     )
@@ -120,7 +166,41 @@ def fit_phase(
         every_n_epochs=1,
         enable_version_counter=False,
     )
-    extra: list[L.Callback] = [checkpoint, latest, FiniteLossGuard(cfg.callbacks.nonfinite_every)]
+    return best, latest
+
+
+def fit_phase(
+    cfg: DictConfig,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    phase_dir: Path,
+    phase: str,
+    phase_cfg: DictConfig,
+    job_name: str,
+    callbacks: list[L.Callback] = (),
+    restore_best: bool = True,
+    fingerprint: str | None = None,
+) -> L.Trainer:
+    """Train a phase, resuming from `last.ckpt` if a previous attempt left one.
+
+    Checkpoints are written atomically and stamped with `fingerprint` (default: the job's config
+    fingerprint; the warm-up uses its cache key); one made by another config is refused.
+
+    Checkpoints and early stopping follow `module.monitor` (the deployed network's accuracy).
+    At the end the best checkpoint's weights are loaded into `module`, unless `restore_best`
+    is False (the search's hand-over callback chooses what to keep).
+    """
+    ckpt_dir = phase_dir / "checkpoints"
+    checkpoint, latest = checkpoint_callbacks(ckpt_dir, module.monitor)
+    fingerprint = fingerprint or config_fingerprint(cfg)
+    if not is_rank_zero():
+        redirect_file_outputs(callbacks)
+    extra: list[L.Callback] = [
+        checkpoint,
+        latest,
+        FiniteLossGuard(cfg.callbacks.nonfinite_every),
+        ResumeGuard(fingerprint, phase),
+    ]
     if int(phase_cfg.patience) > 0:
         extra.append(EarlyStopping(module.monitor, mode="max", patience=int(phase_cfg.patience)))
     trainer = L.Trainer(
@@ -130,17 +210,21 @@ def fit_phase(
         logger=make_loggers(cfg, phase_dir, phase, job_name),
         callbacks=[*callbacks, *extra, *progress_callbacks(cfg)],
         enable_progress_bar=str(cfg.callbacks.progress) != "none",
+        plugins=[AtomicCheckpointIO()],
     )
-    last = ckpt_dir / "last.ckpt"
-    resume = str(last) if last.is_file() else None
-    if resume:
-        print(f"[{phase}] resuming from {last}")
+    maybe_compile(module, bool(cfg.get("compile", False)))
+    resume = resume_checkpoint(ckpt_dir, fingerprint, phase)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except TrainingDivergedError as err:
+        raise TrainingDivergedError(
+            f"[{phase}] detected at optimizer step {trainer.global_step} (loss checked every "
+            f"{int(cfg.callbacks.nonfinite_every)} batches): {err}"
+        ) from None
     except (KeyError, RuntimeError, EOFError) as err:
         if resume and "checkpoint" in str(err).lower() + type(err).__name__.lower():
             raise CheckpointError(
-                f"{last}: cannot resume ({str(err).splitlines()[0]}); "
+                f"{resume}: cannot resume ({str(err).splitlines()[0]}); "
                 "delete it to restart the phase"
             ) from None
         raise
@@ -150,6 +234,79 @@ def fit_phase(
     if restore_best and checkpoint.best_model_path:
         load_module_state(module, checkpoint.best_model_path)
     return trainer
+
+
+#: Attributes through which callbacks name the files they write.
+OUTPUT_ATTRIBUTES = ("out_dir", "out_path", "png_path")
+
+
+def redirect_file_outputs(callbacks) -> None:
+    """On DDP ranks other than 0: point the callbacks' output files to a private scratch folder.
+
+    The callbacks still run on every rank (they may load weights or take part in collectives),
+    but only rank 0 writes into the run folder: no duplicate CSV rows, no concurrent writes.
+    """
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="odimo-rank-"))
+    for callback in callbacks:
+        for attr in OUTPUT_ATTRIBUTES:
+            value = getattr(callback, attr, None)
+            if isinstance(value, Path):
+                folder = scratch / type(callback).__name__
+                folder.mkdir(parents=True, exist_ok=True)  # writers may not create folders
+                setattr(callback, attr, folder / value.name)
+
+
+def maybe_compile(module: L.LightningModule, enabled: bool) -> None:
+    """`compile=true`: compile the phase's network in place (`nn.Module.compile`).
+
+    In place, so parameter names, checkpoints and state dicts are the same as without it.
+    """
+    model = getattr(module, "model", None)
+    if enabled and model is not None and getattr(model, "_compiled_call_impl", None) is None:
+        model.compile()
+
+
+def checkpoint_problem(path: Path, fingerprint: str) -> str | None:
+    """Why `path` cannot be resumed from (None if it can); ConfigError if another config made it."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "state_dict" not in payload or "loops" not in payload:
+            return "not a Lightning training checkpoint"
+    except Exception as err:  # noqa: BLE001 - any failure to read means a damaged file
+        return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+    made_by = payload.get("odimo", {}).get("fingerprint")
+    if made_by is not None and made_by != fingerprint:
+        raise ConfigError(
+            f"{path} was written by another config (fingerprint {made_by}, now {fingerprint}); "
+            "run with force=true to start this job again, or use another sweep_name/run dir"
+        )
+    return None
+
+
+def resume_checkpoint(ckpt_dir: Path, fingerprint: str, phase: str) -> str | None:
+    """The checkpoint to resume the phase from: `last.ckpt`, else `best.ckpt`, else none.
+
+    An unreadable checkpoint is renamed `*.corrupt` with a warning and the next one is tried, so
+    a damaged `last.ckpt` restarts the phase from its best (or from scratch), never crashes it.
+    """
+    if is_rank_zero():
+        remove_stale_temps(ckpt_dir)
+    for name in ("last.ckpt", "best.ckpt"):
+        path = ckpt_dir / name
+        if not path.is_file():
+            continue
+        problem = checkpoint_problem(path, fingerprint)
+        if problem is None:
+            print(f"[{phase}] resuming from {path}")
+            return str(path)
+        message = f"[{phase}] {path} is unreadable ({problem}); "
+        warnings.warn(message + "trying the previous good checkpoint", RuntimeWarning, stacklevel=2)
+        print(message + "trying the previous good checkpoint")
+        if is_rank_zero():
+            path.replace(path.with_suffix(".corrupt"))
+    return None
 
 
 def warmup_key(cfg: DictConfig) -> str:
@@ -165,11 +322,10 @@ def warmup_key(cfg: DictConfig) -> str:
     return f"{cfg.dataset.name}_{cfg.model.name}_seed{cfg.seed}_{digest}"
 
 
-def save_state(path: Path, module: torch.nn.Module, info: dict) -> None:
-    """Write a phase result (model weights + info) atomically."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": module.state_dict(), "info": info}, tmp)
-    tmp.replace(path)
+def save_state(path: Path, module: torch.nn.Module, info: dict[str, Any]) -> None:
+    """Write a phase result (model weights + info) atomically, on global rank 0 only."""
+    if is_rank_zero():
+        atomic_torch_save({"state_dict": module.state_dict(), "info": info}, path)
 
 
 def load_state(path: Path, module: torch.nn.Module) -> dict:

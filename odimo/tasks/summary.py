@@ -16,6 +16,7 @@ from odimo.hw import GeometryTable
 from odimo.nn import NetworkCost
 from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.mapping import model_mapping
+from odimo.tasks.files import atomic_write_text, is_rank_zero
 from odimo.tasks.phases import eval_trainer
 
 
@@ -66,7 +67,10 @@ def reference_costs(network: NetworkCost) -> dict[str, dict[str, float]]:
 def final_metrics(
     cfg: DictConfig, run_dir: Path, module, datamodule, platform, spec, start: float, kind: str
 ) -> dict:
-    """Evaluate, write metrics.json and the mapping picture, print the summary."""
+    """Evaluate, write metrics.json (atomically) and the mapping picture, print the summary.
+
+    Every DDP rank evaluates (the metrics are synchronised); only global rank 0 writes.
+    """
     datamodule = datamodule if datamodule is not None else module.trainer.datamodule
     scores = evaluate(cfg, module, datamodule)
     metrics: dict = {
@@ -95,12 +99,13 @@ def final_metrics(
         )
         if kind == "search":
             metrics.update(search_metrics(cfg, run_dir, cost))
-        if cfg.callbacks.plots:
+        if cfg.callbacks.plots and is_rank_zero():
             order = list(network.names)
             plot_mapping(model_mapping(module.model, platform, order), run_dir / "mapping_bars.png")
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    print_summary(metrics, run_dir)
+    if is_rank_zero():  # under DDP the other ranks computed the same numbers
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+        print_summary(metrics, run_dir)
     return metrics
 
 

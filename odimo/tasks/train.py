@@ -16,7 +16,10 @@ Run folder (`paths.run_dir`)::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -52,14 +55,41 @@ from odimo.nn import (
 )
 from odimo.nn.baselines import baseline_mapping
 from odimo.quant import fused
+from odimo.tasks.files import (
+    atomic_write_text,
+    cache_lock,
+    changed_keys,
+    config_fingerprint,
+    is_rank_zero,
+    job_lock,
+    rank_zero_write,
+    result_config,
+    same_on_all_ranks,
+)
 from odimo.tasks.phases import eval_trainer, fit_phase, load_state, save_state, warmup_key
 from odimo.tasks.summary import final_metrics, print_config
 
 PHASES = ("warmup", "search", "finetune", "baseline")
 
 
+def check_epochs(cfg: DictConfig, phases: list[str]) -> None:
+    """Every phase that runs needs epochs >= 1 and patience >= 0 (integers).
+
+    The warm-up may have 0 epochs: the float network is cached as built (e.g. with pretrained
+    `model.weights`).
+    """
+    sections = {"warmup": "warmup", "search": "search", "finetune": "finetune"}
+    sections["baseline"] = "baseline_train"
+    for phase in phases:
+        key = sections[phase]
+        for name, minimum in (("epochs", int(phase != "warmup")), ("patience", 0)):
+            value = cfg[key][name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"{key}.{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def check_config(cfg: DictConfig) -> list[str]:
-    """Validate what Hydra cannot: phase names and order, numeric strength."""
+    """Validate what Hydra cannot: phase names and order, numeric strength, epochs."""
     phases = [str(p) for p in cfg.phases]
     unknown = [p for p in phases if p not in PHASES]
     if unknown or not phases:
@@ -74,28 +104,107 @@ def check_config(cfg: DictConfig) -> list[str]:
         raise ConfigError(f"strength must be a number, got {cfg.strength!r}") from None
     if not strength >= 0:
         raise ConfigError(f"strength must be >= 0, got {strength}")
+    check_epochs(cfg, phases)
+    check_ddp_launch(cfg)
     return phases
 
 
+def check_ddp_launch(cfg: DictConfig) -> None:
+    """Refuse a multi-process trainer inside a local multirun (Lightning would re-run the whole
+    sweep command in every extra process); a cluster launcher starts the processes instead."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    devices = cfg.trainer.get("devices", 1)
+    if devices in (1, "1", [0]) or "ddp" not in str(cfg.trainer.get("strategy", "")):
+        return
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    started = ("LOCAL_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
+    if not any(k in os.environ for k in started):
+        raise ConfigError(
+            "trainer with several processes inside a sweep: use hydra/launcher=slurm with "
+            "hydra.launcher.tasks_per_node=<devices> (or run each job alone with torchrun)"
+        )
+
+
 def run(cfg: DictConfig) -> dict:
-    """Run the job in `cfg.paths.run_dir`; skip it if DONE, leave FAILED if it breaks."""
+    """Run the job in `cfg.paths.run_dir`; skip it if DONE, leave FAILED if it breaks.
+
+    The job folder is locked while the job runs (a second launch waits, then finds DONE), and
+    stamped with the config's fingerprint: a folder made by another config is refused unless
+    `force=true`. Under DDP only global rank 0 locks and writes; the other ranks compute.
+    """
     run_dir = Path(cfg.paths.run_dir)
-    done, failed = run_dir / "DONE", run_dir / "FAILED"
-    if done.is_file() and (run_dir / "metrics.json").is_file():
-        print(f"{run_dir} is done already; skipping (delete {done} to run it again)")
-        return json.loads((run_dir / "metrics.json").read_text())
+    if not is_rank_zero():
+        return _run(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        metrics = _run(cfg, run_dir)
-    except BaseException as err:
-        # an interruption (Ctrl-C, SIGTERM: Lightning turns both into SystemExit) is not a
-        # failure: the job resumes from its last.ckpt when the same command runs again
-        if not isinstance(err, (KeyboardInterrupt, SystemExit)):
-            failed.write_text(traceback.format_exc())
-        raise
-    failed.unlink(missing_ok=True)
-    done.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    with job_lock(run_dir):
+        done, failed = run_dir / "DONE", run_dir / "FAILED"
+        try:  # a bad config fails before it is recorded as the folder's config
+            check_config(cfg)
+        except OdimoError:
+            _write_failed(failed)
+            raise
+        stored = previous_result(cfg, run_dir)
+        if stored is not None:
+            return stored
+        try:
+            metrics = _run(cfg, run_dir)
+        except BaseException as err:
+            # an interruption (Ctrl-C, SIGTERM: Lightning turns both into SystemExit) is not a
+            # failure: the job resumes from its last.ckpt when the same command runs again
+            if not isinstance(err, (KeyboardInterrupt, SystemExit)):
+                _write_failed(failed)
+            raise
+        failed.unlink(missing_ok=True)
+        stamp = {"fingerprint": config_fingerprint(cfg), "finished": time.strftime("%F %T")}
+        atomic_write_text(done, json.dumps(stamp) + "\n")
     return metrics
+
+
+def _write_failed(path: Path) -> None:
+    """FAILED with the current traceback (best effort: the disk may be full)."""
+    with contextlib.suppress(OSError, OdimoError):
+        atomic_write_text(path, traceback.format_exc())
+
+
+def previous_result(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """The stored metrics of a finished job with this config; None if the job must run.
+
+    Records the config's fingerprint (`fingerprint.json`) before a job starts; a folder holding
+    another config's job raises ConfigError, or is cleared when `force=true`.
+    """
+    fingerprint, tree = config_fingerprint(cfg), result_config(cfg)
+    record = run_dir / "fingerprint.json"
+    if record.is_file():
+        old = json.loads(record.read_text())
+        if old.get("fingerprint") != fingerprint and not cfg.get("force", False):
+            keys = ", ".join(changed_keys(old.get("config", {}), tree)[:6]) or "?"
+            raise ConfigError(
+                f"{run_dir} holds a job of another config (changed: {keys}); use another "
+                "sweep_name or run dir, or force=true to delete it and run again"
+            )
+    if cfg.get("force", False):
+        clear_job(run_dir)
+    elif (run_dir / "DONE").is_file() and (run_dir / "metrics.json").is_file():
+        print(f"{run_dir} is done already; skipping (force=true runs it again)")
+        return json.loads((run_dir / "metrics.json").read_text())
+    atomic_write_text(record, json.dumps({"fingerprint": fingerprint, "config": tree}) + "\n")
+    return None
+
+
+def clear_job(run_dir: Path) -> None:
+    """Delete a job's outputs (`force=true`); Hydra's `.hydra/`, logs and the lock stay."""
+    keep = {".hydra", ".lock"}
+    for item in run_dir.iterdir():
+        if item.name in keep or item.suffix == ".log":
+            continue
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+    print(f"{run_dir}: force=true, previous outputs deleted")
 
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -103,15 +212,16 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.perf_counter()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     fused.set_fused(bool(cfg.get("fused_quant", True)))
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    print_config(cfg)
-    platform = get_platform(str(cfg.platform))
+    if is_rank_zero():
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        print_config(cfg)
+    platform = get_platform(cfg.platform)
     spec = model_spec(cfg.model, cfg.dataset.input_size, cfg.dataset.num_classes)
     datamodule = instantiate(cfg.dataset.datamodule)
     job = run_dir.name
     float_model, warm = warmup(cfg, spec, datamodule, run_dir, "warmup" in phases, job)
     if phases == ["warmup"]:
-        return final_metrics(cfg, run_dir, warm, None, platform, spec, start, kind="float")
+        return final_metrics(cfg, run_dir, warm, datamodule, platform, spec, start, kind="float")
     if "baseline" in phases:
         model = build_model(spec, "mapped", platform)
         fold_float_into(model, float_model)
@@ -120,12 +230,13 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
             str(cfg.baseline.name), geometry, platform, searchable_names(model)
         )
         apply_mapping(model, mapping)
-        mapping.save(run_dir / "mapping.json")
+        rank_zero_write(run_dir / "mapping.json", json.dumps(mapping.to_json(), indent=1) + "\n")
         module = train_mapped(cfg, model, spec, datamodule, run_dir / "baseline", "baseline", job)
         kind = "baseline"
     else:
         module = search(cfg, spec, platform, float_model, datamodule, run_dir, job)
         model = to_mapped(module.model, platform)
+        same_on_all_ranks(model_mapping(model, platform).to_json(), "searched mapping")
         if "finetune" in phases:
             module = train_mapped(
                 cfg, model, spec, datamodule, run_dir / "finetune", "finetune", job
@@ -135,31 +246,39 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
                 model, spec.num_classes, OmegaConf.to_container(cfg.finetune.optim, resolve=True)
             )
         kind = "search"
-    save_mapped(run_dir / "final" / "model.pt", module.model, platform)
+    if is_rank_zero():
+        save_mapped(run_dir / "final" / "model.pt", module.model, platform)
     return final_metrics(cfg, run_dir, module, datamodule, platform, spec, start, kind=kind)
 
 
 def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed: bool, job: str):
-    """The float warm-up of this recipe: loaded from the cache, or trained once and cached."""
+    """The float warm-up of this recipe: loaded from the cache, or trained once and cached.
+
+    The cache entry is locked while it is checked and trained: jobs that need the same warm-up
+    at the same time train it once, the others wait and reuse it. (DDP ranks other than 0 do
+    not lock: they are started by rank 0, which holds the lock for them.)
+    """
     cache = Path(cfg.paths.cache_dir) / "warmup" / warmup_key(cfg)
     model = build_model(spec, "float")
     module = WarmupModule(
         model, spec.num_classes, OmegaConf.to_container(cfg.warmup.optim, resolve=True)
     )
-    result = cache / "float.pt"
-    if (cache / "DONE").is_file():
-        info = load_state(result, model)
-        print(f"[warmup] reusing {cache} (val acc {info.get('val_acc', float('nan')):.4f})")
-    elif not allowed:
-        raise ConfigError(f"no cached warm-up at {cache}: add 'warmup' to phases")
-    else:
-        cache.mkdir(parents=True, exist_ok=True)
-        fit_phase(cfg, module, datamodule, cache, "warmup", cfg.warmup, job)
-        val = eval_trainer(cfg).validate(module, datamodule=datamodule, verbose=False)[0]
-        info = {"val_acc": float(val["val/acc_float"])}
-        save_state(result, model, info)
-        (cache / "DONE").write_text(json.dumps(info) + "\n")
-    (run_dir / "warmup.json").write_text(json.dumps({"cache_dir": str(cache), **info}) + "\n")
+    lock = cache_lock(cache, "warmup") if is_rank_zero() else contextlib.nullcontext()
+    with lock:
+        if (cache / "DONE").is_file():
+            info = load_state(cache / "float.pt", model)
+            print(f"[warmup] reusing {cache} (val acc {info.get('val_acc', float('nan')):.4f})")
+        elif not allowed:
+            raise ConfigError(f"no cached warm-up at {cache}: add 'warmup' to phases")
+        else:
+            fit_phase(
+                cfg, module, datamodule, cache, "warmup", cfg.warmup, job, fingerprint=cache.name
+            )
+            val = eval_trainer(cfg).validate(module, datamodule=datamodule, verbose=False)[0]
+            info = {"val_acc": float(val["val/acc_float"])}
+            save_state(cache / "float.pt", model, info)
+            rank_zero_write(cache / "DONE", json.dumps({**info, "key": cache.name}) + "\n")
+    rank_zero_write(run_dir / "warmup.json", json.dumps({"cache_dir": str(cache), **info}) + "\n")
     return model, module
 
 
@@ -221,7 +340,7 @@ def calibrate_target(
     strength = regularizer.calibrate(task_loss, initial)
     info = {"target": regularizer.target, "unit": regularizer.unit, "task_loss": task_loss}
     info.update({"initial_cost": initial, "strength": strength})
-    path.write_text(json.dumps(info, indent=1) + "\n")
+    rank_zero_write(path, json.dumps(info, indent=1) + "\n")
     print(
         f"[search] target mode: λ = {strength:.3g} per {regularizer.unit} (task loss "
         f"{task_loss:.3f}, initial cost {initial:.4g}, target {regularizer.target:.4g})"
@@ -310,11 +429,11 @@ def train_mapped(
         load_state(phase_dir / "result.pt", model)
         return module
     media = MappingMedia(
-        get_platform(str(cfg.platform)), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
+        get_platform(cfg.platform), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
     )
     fit_phase(cfg, module, datamodule, phase_dir, phase, phase_cfg, job, [media])
     save_state(phase_dir / "result.pt", model, {})
-    (phase_dir / "DONE").touch()
+    rank_zero_write(phase_dir / "DONE", json.dumps({"fingerprint": config_fingerprint(cfg)}))
     return module
 
 

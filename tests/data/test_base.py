@@ -80,7 +80,13 @@ def test_loader_settings() -> None:
     dm.setup("fit")
     train, val, test = dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()
     assert isinstance(train.sampler, RandomSampler)
-    assert train.generator is not None and train.generator.initial_seed() == 3
+    # the order is a function of (seed, epoch): the same epoch repeats, the next one differs
+    assert train.sampler.seed == 3
+    train.sampler.set_epoch(1)
+    first, again = list(train.sampler), list(train.sampler)
+    train.sampler.set_epoch(2)
+    assert first == again and list(train.sampler) != first
+    assert sorted(first) == list(range(len(train.dataset)))
     assert isinstance(val.sampler, SequentialSampler)
     assert isinstance(test.sampler, SequentialSampler)
     assert (train.batch_size, val.batch_size, test.batch_size) == (16, 32, 32)

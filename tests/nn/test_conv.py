@@ -346,3 +346,47 @@ def test_search_hard_eval_equals_mapped_eval(diana):
     with torch.no_grad():  # soft search in eval: still the one-conv mixture
         w, b = layer.effective_weight_bias()
         assert torch.equal(layer(x), F.conv2d(x, w, b, padding=1))
+
+
+def _resnet18_wide_layer(diana, assignment):
+    """A 3x3 conv with 512 input channels (fan-in 4608, ResNet18's last stage), large codes."""
+    layer = make_mapped(diana, c_in=512, c_out=3, assignment=torch.tensor(assignment))
+    with torch.no_grad():  # positive weights: partial sums grow far beyond 2^24 code units
+        layer.weight.copy_(torch.rand(layer.weight.shape) * 0.5 + 0.5)
+        layer.bias.zero_()
+    layer.init_quantizers()
+    x = layer.input_quant(torch.full((1, 512, 3, 3), 2.0) - torch.rand(1, 512, 3, 3) * 0.05)
+    return layer.eval(), x
+
+
+def _exact_digital(layer, x):
+    """The exact output of the digital unit: integer codes summed in int64."""
+    s = float(layer.weight_quants[DIGITAL].range().detach())
+    codes = torch.round(127 * torch.clamp(layer.weight.detach() / s, -1, 1)).long()
+    x_codes = torch.round(x * layer.input_quant.scale()).long()
+    sums = (x_codes.flatten()[None, :] * codes.flatten(1)).sum(1)  # padding=1: centre pixel only
+    assert int(sums.max()) > 2**24  # float32 could not hold these sums exactly
+    return sums.double() * s / 127 / float(layer.input_quant.scale())
+
+
+def test_exact_eval_is_exact_at_resnet18_fan_in(diana):
+    """Fan-in 4608: the centre output equals the int64 sum rounded once (float32 was not)."""
+    layer, x = _resnet18_wide_layer(diana, [0, 0, 0])
+    assert layer.accumulation_dtype(DIGITAL) == torch.float64
+    assert make_mapped(diana, c_in=64).accumulation_dtype(DIGITAL) == torch.float32  # res20
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.float32
+    assert torch.equal(y[0, :, 1, 1], _exact_digital(layer, x).float())
+
+
+def test_exact_eval_runs_outside_autocast(diana):
+    """Under bf16 autocast the deployed network gives the same float32 numbers, not bfloat16."""
+    layer, x = _resnet18_wide_layer(diana, [0, 1, 0])
+    with torch.no_grad():
+        plain = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = layer(x.bfloat16())
+    assert mixed.dtype == torch.float32
+    assert torch.equal(mixed, plain)
+    assert torch.equal(plain[0, [0, 2], 1, 1], _exact_digital(layer, x)[[0, 2]].float())

@@ -140,3 +140,27 @@ def test_ranks_ones_and_layouts_share_one_kernel(restore_fused):
         assert yc.shape == x.shape and torch.equal(yc, ye) and torch.equal(gc, ge), x.shape
         torch.testing.assert_close(cc, ce, rtol=1e-6, atol=1e-6)
     assert not fused.compiled_signatures_failed()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
+        ),
+        MemoryError(),
+    ],
+    ids=["cuda", "cpu", "python"],
+)
+def test_out_of_memory_is_not_a_compiler_failure(restore_fused, monkeypatch, error):
+    """An allocation failure propagates; the signature is not switched to eager."""
+
+    def oom(*args):
+        raise error
+
+    fused.set_fused(True)
+    monkeypatch.setitem(fused._State.compiled, "pact_forward", oom)
+    with pytest.raises(type(error)):
+        pact_run(torch.randn(2, 3, 4, 4), 2.0)
+    assert not fused.compiled_signatures_failed()

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from odimo.errors import CheckpointError, ConfigError
-from odimo.export import run_onnx
+from odimo.export import load_split, run_onnx
 from odimo.export.onnx import GATHER_OPS
 from odimo.hw import Diana
 from odimo.models import ModelSpec, build_model, save_mapped
@@ -27,6 +27,7 @@ FILES = (
     "mapping.json",
     "cost_report.json",
     "split_model.pt",
+    "split_model.json",
     "weights.npz",
     "quant.json",
     "model.onnx",
@@ -158,7 +159,11 @@ def test_test_batch_and_onnx(exported) -> None:
 def test_split_model_file_loads(exported) -> None:
     run_dir, _, _ = exported
     out = run_dir / "export"
-    split = torch.load(out / "split_model.pt", weights_only=False).eval()
+    split = load_split(out)  # state dict (weights_only=True) + JSON spec, no pickle
+    assert all(
+        isinstance(v, torch.Tensor)
+        for v in torch.load(out / "split_model.pt", weights_only=True).values()
+    )
     x = torch.from_numpy(np.load(out / "test_batch.npz")["x"][:16])
     with torch.no_grad():
         got = split(x).numpy()

@@ -65,18 +65,25 @@ def test_larger_strength_never_hands_over_a_more_expensive_mapping(shared):
     assert costs[-1] < costs[0]  # the cost term did something
 
 
-def test_per_step_temperature_resumes_exactly(shared):
-    """A search stopped after its first epoch and re-run ends where an uninterrupted one ends."""
+def test_per_step_temperature_resumes_exactly(shared, monkeypatch):
+    """A search killed after its first epoch and re-run ends where an uninterrupted one ends."""
+    from odimo.tasks import phases
+    from tests.tasks.test_train_task import _Crash, _CrashAtEpoch
+
     two = (*SHORT[:1], *SHORT[2:], "search.epochs=2", "phases=[warmup,search]")
     run(train_cfg(shared, *two, run="t_full"))
-    run(train_cfg(shared, *two, "+trainer.max_steps=8", run="t_cut"))  # 512 images: 8 per epoch
+    crash, real = _CrashAtEpoch(1), phases.progress_callbacks
+    monkeypatch.setattr(
+        phases, "progress_callbacks", lambda cfg: [*real(cfg), crash] if crash.epoch else real(cfg)
+    )
+    with pytest.raises(_Crash):
+        run(train_cfg(shared, *two, run="t_cut"))
     ckpt = shared / "t_cut" / "search" / "checkpoints" / "last.ckpt"
     cut = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert cut["global_step"] == 8
+    assert cut["global_step"] == 8  # 512 images, batch 64: one epoch
     t_cut = [float(v) for k, v in cut["state_dict"].items() if k.endswith("temperature")]
     assert t_cut[0] == pytest.approx(1e-3 ** (7 / 15), rel=1e-5)  # step 7 of 16
-    for marker in ("DONE", "search/DONE", "metrics.json"):
-        (shared / "t_cut" / marker).unlink()
+    crash.epoch = None
     run(train_cfg(shared, *two, run="t_cut"))
     full, resumed = (
         torch.load(

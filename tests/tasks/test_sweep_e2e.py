@@ -49,6 +49,7 @@ def test_train_py_errors_are_one_line_and_nonzero(tmp_path):
     for args, needle in [
         (["model=foo"], "unknown model 'foo'"),
         (["strength=abc"], "strength must be a number"),
+        (["search.epochs=-3"], "search.epochs must be an integer >= 1, got -3"),
         (["dataset=cifar10", f"dataset.datamodule.root={tmp_path}/none"], f"{tmp_path}/none"),
     ]:
         proc = _train(tmp_path, *args, timeout=120)

@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Safe files: atomic writes under SIGKILL and a full disk, fingerprints, locks."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from odimo.tasks import files
+from odimo.tasks.files import (
+    DiskFullError,
+    atomic_torch_save,
+    atomic_write_text,
+    changed_keys,
+    config_fingerprint,
+    job_lock,
+)
+from odimo.tasks.phases import checkpoint_problem, resume_checkpoint
+from tests.tasks.helpers import REPO, train_cfg
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_the_old_file(tmp_path):
+    """A writer killed after writing half of the new file: the target is still the old one,
+    readable, and the next resume removes the temp file and reads the old checkpoint."""
+    target = tmp_path / "last.ckpt"
+    atomic_torch_save({"state_dict": {"w": torch.zeros(3)}, "loops": {}}, target)
+    old = target.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        from odimo.tasks import files
+        real_save = torch.save
+        def half_then_die(obj, path):
+            real_save(obj, path)
+            with open(path, "r+b") as f:
+                f.truncate(os.path.getsize(path) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+        files.torch.save = half_then_die
+        files.atomic_torch_save({{"state_dict": {{"w": torch.ones(10**6)}}, "loops": {{}}}},
+                                {str(target)!r})
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ})
+    assert proc.returncode == -9  # killed by SIGKILL mid-write
+    assert target.read_bytes() == old
+    temps = list(tmp_path.glob(".last.ckpt.*.tmp"))
+    assert len(temps) == 1 and temps[0].stat().st_size > 0  # the torn temp file
+    assert resume_checkpoint(tmp_path, "fp", "search") == str(target)
+    assert not list(tmp_path.glob("*.tmp"))  # removed, never read
+
+
+def test_a_full_disk_is_one_clear_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    atomic_write_text(target, "old\n")
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.Path, "write_bytes", full)
+    with pytest.raises(DiskFullError, match="no space left on the device writing .*metrics.json"):
+        atomic_write_text(target, "new\n")
+    monkeypatch.undo()
+    assert target.read_text() == "old\n"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_corrupt_checkpoints_are_set_aside_in_order(tmp_path, capsys):
+    good = {"state_dict": {}, "loops": {}, "odimo": {"fingerprint": "fp"}}
+    atomic_torch_save(good, tmp_path / "best.ckpt")
+    (tmp_path / "last.ckpt").write_bytes(b"PK\x03\x04 torn")
+    with pytest.warns(RuntimeWarning, match="last.ckpt is unreadable"):
+        assert resume_checkpoint(tmp_path, "fp", "finetune") == str(tmp_path / "best.ckpt")
+    assert (tmp_path / "last.corrupt").is_file() and not (tmp_path / "last.ckpt").exists()
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    with pytest.warns(RuntimeWarning):
+        assert resume_checkpoint(tmp_path, "fp", "finetune") is None  # restart from scratch
+    # a checkpoint of another config is refused, not silently resumed
+    atomic_torch_save({**good, "odimo": {"fingerprint": "other"}}, tmp_path / "last.ckpt")
+    with pytest.raises(Exception, match="written by another config"):
+        checkpoint_problem(tmp_path / "last.ckpt", "fp")
+
+
+def test_fingerprint_ignores_paths_and_progress_but_not_results(tmp_path):
+    base = train_cfg(tmp_path, "strength=1e-5")
+    same = train_cfg(tmp_path / "elsewhere", "strength=1e-5", "callbacks.progress=tqdm")
+    other = train_cfg(tmp_path, "strength=1e-4", "search.epochs=3")
+    assert config_fingerprint(base) == config_fingerprint(same)
+    assert config_fingerprint(base) != config_fingerprint(other)
+    assert len(config_fingerprint(base)) == 16
+    assert changed_keys(files.result_config(base), files.result_config(other)) == [
+        "search.epochs",
+        "strength",
+    ]
+
+
+def test_job_lock_makes_a_second_process_wait(tmp_path):
+    """While one process holds a job's lock, another waits for it (then finds its result)."""
+    script = textwrap.dedent(
+        f"""
+        import time, pathlib
+        from odimo.tasks.files import job_lock
+        with job_lock(pathlib.Path({str(tmp_path)!r})):
+            print("locked", flush=True)
+            time.sleep(2)
+            (pathlib.Path({str(tmp_path)!r}) / "DONE").write_text("x")
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    start = time.perf_counter()
+    with job_lock(tmp_path) as waited:
+        assert waited and (tmp_path / "DONE").is_file()
+    assert time.perf_counter() - start > 0.5
+    holder.wait(timeout=600)
