@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 
 from odimo.analysis.pareto import (
     best_under_budgets,
-    log_spaced,
+    default_budgets,
     non_dominated,
     select_representatives,
 )
@@ -204,13 +204,8 @@ def analyse_front(
 ) -> dict[str, Any]:
     """Front mask, k representatives over log-spaced costs and the budget table of one cost."""
     front = non_dominated(cost, acc)
-    valid = np.isfinite(cost) & np.isfinite(acc)
     if budgets is None:
-        budgets = (
-            log_spaced(cost[valid].min(), cost[valid].max(), DEFAULT_BUDGET_COUNT)
-            if valid.any()
-            else []
-        )
+        budgets = default_budgets(cost, acc, DEFAULT_BUDGET_COUNT)
     hits = best_under_budgets(cost, acc, budgets)
     return {
         "front": front,

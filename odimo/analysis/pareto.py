@@ -186,3 +186,9 @@ def log_spaced(lo: float, hi: float, n: int) -> list[float]:
     if lo == hi:
         return [float(lo)]
     return [float(v) for v in np.unique(np.geomspace(lo, hi, n))]
+
+
+def default_budgets(cost: np.ndarray, acc: np.ndarray, n: int = 5) -> list[float]:
+    """`n` log-spaced budgets over the cost range of the rows with a finite cost and accuracy."""
+    valid = np.isfinite(cost) & np.isfinite(acc)
+    return log_spaced(cost[valid].min(), cost[valid].max(), n) if valid.any() else []

@@ -37,16 +37,30 @@ def _whole_layer_cycles(geometry: list[LayerGeometry], platform: Platform) -> to
     return out.masked_fill(~allowed, float("inf"))
 
 
-def _max_digital_channels(g: LayerGeometry, platform: Platform, d: int, a: int) -> int:
-    """Most channels of an all-analog layer that can move to digital without raising latency."""
-    c = g.c_out
-    k = torch.arange(c + 1, dtype=torch.float64)
-    counts = torch.zeros(c + 1, platform.num_units, dtype=torch.float64)
-    counts[:, d], counts[:, a] = k, c - k
-    latency = platform.latency_cycles(
-        platform.unit_cycles(counts, GeometryTable([g] * (c + 1), dtype=torch.float64)), soft=False
-    )
-    fits = torch.nonzero(latency <= latency[0]).flatten()
+def free_moves(
+    g: LayerGeometry,
+    platform: Platform,
+    counts: torch.Tensor,
+    source: int,
+    dest: int,
+    objective: str = "latency",
+) -> int:
+    """Most channels of a layer that can move from unit `source` to `dest` at no extra cost.
+
+    `counts` [U] are the layer's channels per unit now; `objective` is "latency" or "energy".
+    Shared by `min_latency_max8` and the search's slack filling (`odimo.nn.slack`).
+    """
+    n = int(counts[source])
+    k = torch.arange(n + 1, dtype=torch.float64)
+    rows = counts.to(torch.float64).repeat(n + 1, 1)
+    rows[:, dest] += k
+    rows[:, source] -= k
+    cycles = platform.unit_cycles(rows, GeometryTable([g] * (n + 1), dtype=torch.float64))
+    if objective == "latency":
+        cost = platform.latency_cycles(cycles, soft=False)
+    else:
+        cost = platform.energy_mw_cycles(cycles, soft=False)
+    fits = torch.nonzero(cost <= cost[0] * (1 + 1e-12)).flatten()
     return int(fits.max())
 
 
@@ -82,7 +96,9 @@ def baseline_assignments(
         else:  # min_latency and min_latency_max8
             unit = a if cycles[i, a] < cycles[i, d] else d
         if name == "min_latency_max8" and unit == a:
-            k = _max_digital_channels(g, platform, d, a)
+            counts = torch.zeros(platform.num_units, dtype=torch.float64)
+            counts[a] = g.c_out
+            k = free_moves(g, platform, counts, a, d)
             out[g.name] = [d] * k + [a] * (g.c_out - k)
         else:
             out[g.name] = [unit] * g.c_out

@@ -15,21 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from odimo.hw.geometry import GeometryTable
+from odimo.nn.baselines import free_moves
 from odimo.nn.conv import SearchConv2d
 from odimo.nn.cost import NetworkCost
 
 OBJECTIVES = ("latency", "energy")
-
-
-def layer_costs(network: NetworkCost, index: int, counts: torch.Tensor, objective: str):
-    """Hard cost of layer `index` for each row of channel counts [K, U] (float64)."""
-    platform = network.platform
-    table = GeometryTable([network.geometry[index]] * counts.shape[0], dtype=torch.float64)
-    cycles = platform.unit_cycles(counts, table)
-    if objective == "latency":
-        return platform.latency_cycles(cycles, soft=False)
-    return platform.energy_mw_cycles(cycles, soft=False)
 
 
 @torch.no_grad()
@@ -56,16 +46,7 @@ def fill_slack(
         if acc not in layer.allowed_units or chp not in layer.allowed_units:
             continue
         counts = layer.unit_counts(soft=False).double().cpu()
-        n_cheap = int(counts[chp])
-        if n_cheap == 0:
-            continue
-        k = torch.arange(n_cheap + 1, dtype=torch.float64)
-        rows = counts.repeat(n_cheap + 1, 1)
-        rows[:, acc] += k
-        rows[:, chp] -= k
-        cost = layer_costs(network, i, rows, objective)
-        fits = torch.nonzero(cost <= cost[0] * (1 + 1e-12)).flatten()
-        take = int(fits.max())
+        take = free_moves(network.geometry[i], platform, counts, chp, acc, objective)
         if take == 0:
             continue
         alpha = layer.alpha

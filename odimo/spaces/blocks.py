@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from odimo.models.ops import FloatOps, QuantOps
+from odimo.models.resnet import residual_shortcut
 
 Ops = FloatOps | QuantOps
 
@@ -26,12 +27,7 @@ class Bottleneck(nn.Module):
         self.conv2 = ops.conv(mid, mid, 3, stride, act=self.act2)
         self.act3 = ops.act()
         self.conv3 = ops.conv(mid, c_out, 1, 1, act=self.act3)
-        if stride != 1 or c_in != c_out:
-            self.downsample = ops.conv(c_in, c_out, 1, stride, act=self.act1)
-            self.add = ops.add(ops.act())
-        else:
-            self.downsample = None
-            self.add = ops.add(self.act1)
+        self.downsample, self.add = residual_shortcut(ops, c_in, c_out, stride, self.act1)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.act1(x)

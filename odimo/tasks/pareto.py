@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from odimo.analysis.pareto import (
     best_under_budgets,
+    default_budgets,
     hypervolume,
-    log_spaced,
     non_dominated,
     select_representatives,
 )
@@ -210,11 +210,7 @@ def analyse_front(
     chosen = select_representatives(cost, acc, front, k)
     valid = np.isfinite(cost) & np.isfinite(acc)
     if budgets is None:
-        budgets = (
-            log_spaced(cost[valid].min(), cost[valid].max(), DEFAULT_BUDGET_COUNT)
-            if valid.any()
-            else []
-        )
+        budgets = default_budgets(cost, acc, DEFAULT_BUDGET_COUNT)
     if ref_cost is None:
         ref_cost = DEFAULT_REF_FACTOR * float(cost[valid].max()) if valid.any() else 1.0
     budget_rows = []
