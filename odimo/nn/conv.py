@@ -283,9 +283,6 @@ class SearchConv2d(QuantConv2d):
             return self.cost_weights().sum(1)
         return super().unit_counts(soft=False)
 
-    def active_units(self) -> tuple[int, ...]:
-        return self.allowed_units
-
     def exact_eval(self) -> bool:
         return self.hard
 
