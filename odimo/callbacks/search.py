@@ -17,6 +17,7 @@ from odimo.hw.platform import Platform
 from odimo.nn.conv import search_layers, set_temperature
 from odimo.nn.cost import NetworkCost
 from odimo.nn.mapping import model_mapping
+from odimo.nn.projection import project_to_target
 from odimo.nn.slack import fill_slack
 
 
@@ -240,7 +241,9 @@ class MappingHandover(L.Callback):
 
     With a cost target, the bound is the target instead of the final cost; if no epoch meets
     it, the cheapest epoch is handed over and `handover.json` says by how much it misses.
-    Then, if `fill` names an objective ("latency"/"energy"), slack channels move to the
+    With `project` (and a target), the chosen mapping is then moved onto the target
+    (`odimo.nn.projection.project_to_target`: channels go to the cheap unit until the cost
+    meets it, or to the accurate unit while it stays within it). Then, if `fill` names an objective ("latency"/"energy"), slack channels move to the
     accurate unit (`odimo.nn.slack.fill_slack`) and `mapping.json` is written.
 
     Args:
@@ -252,6 +255,7 @@ class MappingHandover(L.Callback):
         rule: one of `HANDOVER_RULES`.
         target: cost target in the regularizer's unit, or None.
         fill: slack-filling objective, or None for no filling.
+        project: with a target, project the handed-over mapping onto it.
     """
 
     def __init__(
@@ -264,6 +268,7 @@ class MappingHandover(L.Callback):
         rule: str = "best_within_final",
         target: float | None = None,
         fill: str | None = None,
+        project: bool = False,
     ):
         if rule not in HANDOVER_RULES:
             raise ConfigError(
@@ -277,6 +282,7 @@ class MappingHandover(L.Callback):
         self.rule = rule
         self.target = target
         self.fill = fill
+        self.project = project
         self.records: list[dict] = self._load_index()
 
     def _load_index(self) -> list[dict]:
@@ -364,6 +370,10 @@ class MappingHandover(L.Callback):
             )
             if best:
                 load_module_state(pl_module, best)
+        if self.project and self.target is not None and self.network is not None:
+            report["target_projection"] = project_to_target(
+                self.network, self.regularizer, self.target
+            )
         if self.fill is not None and self.network is not None:
             moved = fill_slack(self.network, self.fill)
             report["slack_filled"] = {"objective": self.fill, "channels": moved}

@@ -104,7 +104,11 @@ class Regularizer:
             return float(self._hard(network(soft=False)))
 
     def _hard(self, cost: CostBreakdown) -> Tensor:
-        return cost.total_latency_cycles
+        return self.layer_hard(cost).sum()
+
+    def layer_hard(self, cost: CostBreakdown) -> Tensor:
+        """The per-layer terms [L] of the hard cost (the hard cost is their sum)."""
+        return cost.latency_cycles
 
     def __call__(self, network: NetworkCost) -> Tensor:
         return (self.strength * self.scale) * self.cost(network)
@@ -128,8 +132,8 @@ class EnergyRegularizer(Regularizer):
     def cost(self, network: NetworkCost) -> Tensor:
         return network(soft=True).total_energy_mw_cycles
 
-    def _hard(self, cost: CostBreakdown) -> Tensor:
-        return cost.total_energy_mw_cycles
+    def layer_hard(self, cost: CostBreakdown) -> Tensor:
+        return cost.energy_mw_cycles
 
 
 class NaiveEnergyRegularizer(Regularizer):
@@ -140,8 +144,8 @@ class NaiveEnergyRegularizer(Regularizer):
     def cost(self, network: NetworkCost) -> Tensor:
         return network.platform.busy_cycles(network(soft=True).unit_cycles).sum()
 
-    def _hard(self, cost: CostBreakdown) -> Tensor:
-        return cost.unit_cycles.sum()
+    def layer_hard(self, cost: CostBreakdown) -> Tensor:
+        return cost.unit_cycles.sum(-1)
 
 
 class NoRegularizer(Regularizer):
@@ -189,8 +193,8 @@ class TargetRegularizer(Regularizer):
     def cost(self, network: NetworkCost) -> Tensor:
         return torch.relu(self.base.cost(network) - self.target)
 
-    def _hard(self, cost: CostBreakdown) -> Tensor:
-        return self.base._hard(cost)
+    def layer_hard(self, cost: CostBreakdown) -> Tensor:
+        return self.base.layer_hard(cost)
 
 
 REGULARIZERS: dict[str, type[Regularizer]] = {

@@ -402,6 +402,7 @@ def search(
             str(s.get("handover", "best_hard")),
             target,
             fill_objective(cfg),
+            bool(s.get("target_projection", False)),
         ),
         MappingMedia(platform, run_dir / "mapping_bars.png", plots),
     ]
