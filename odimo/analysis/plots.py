@@ -124,30 +124,35 @@ def plot_front(
 
 
 def plot_mapping_bars(
-    layers: Sequence[tuple[str, int, int]] | Mapping[str, tuple[int, int]],
+    layers: Sequence[Sequence] | Mapping[str, Sequence[int]],
     path: str | Path,
     title: str | None = None,
+    units: Sequence[str] = ("digital", "analog"),
 ) -> Path:
-    """Stacked bars of the output channels each layer maps to the digital and analog units.
+    """Stacked bars of the output channels each layer maps to each unit.
 
     Args:
-        layers: `(name, digital_channels, analog_channels)` per layer in network order, or a
-            mapping `name -> (digital_channels, analog_channels)`.
+        layers: `(name, channels on unit 0, channels on unit 1, ...)` per layer in network
+            order, or a mapping `name -> (channels per unit)`.
         path: where to write the PNG.
         title: figure title.
+        units: the platform's unit names, in index order (the legend).
 
     Returns:
         The path written.
     """
     items = [(n, *v) for n, v in layers.items()] if isinstance(layers, Mapping) else list(layers)
     names = [str(item[0]) for item in items]
-    digital = np.array([item[1] for item in items], dtype=float)
-    analog = np.array([item[2] for item in items], dtype=float)
+    counts = np.array([list(item[1:]) for item in items], dtype=float).reshape(len(items), -1)
+    if counts.shape[1] != len(units):
+        raise ValueError(f"{counts.shape[1]} channel counts per layer for units {list(units)}")
     fig = _new_figure(max(6.0, 0.35 * len(names) + 2.0), 4.5)
     ax = fig.add_subplot()
     pos = np.arange(len(names))
-    ax.bar(pos, digital, color="tab:blue", label="digital (8-bit)")
-    ax.bar(pos, analog, bottom=digital, color="tab:orange", label="analog (ternary)")
+    bottom = np.zeros(len(names))
+    for u, unit in enumerate(units):
+        ax.bar(pos, counts[:, u], bottom=bottom, color=f"C{u}", label=str(unit))
+        bottom += counts[:, u]
     ax.set_xticks(pos, names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("output channels")
     ax.legend(fontsize=8)
@@ -156,21 +161,23 @@ def plot_mapping_bars(
     return _save(fig, path)
 
 
-def plot_analog_heatmap(
+def plot_unit_heatmap(
     epochs: Sequence[int],
     layer_names: Sequence[str],
     fractions: Sequence[Sequence[float]] | np.ndarray,
     path: str | Path,
     title: str | None = None,
+    unit: str = "analog",
 ) -> Path:
-    """Heat-map of each searchable layer's analog channel fraction over the search epochs.
+    """Heat-map of each searchable layer's channel fraction on one unit over the search epochs.
 
     Args:
         epochs: epoch number of each row of `fractions`.
         layer_names: name of each column of `fractions`.
-        fractions: analog fraction in [0, 1], shape [len(epochs), len(layer_names)].
+        fractions: the unit's fraction in [0, 1], shape [len(epochs), len(layer_names)].
         path: where to write the PNG.
         title: figure title.
+        unit: the unit's name (the colour bar's label).
 
     Returns:
         The path written.
@@ -192,7 +199,7 @@ def plot_analog_heatmap(
     ticks = np.arange(0, len(epochs), step)
     ax.set_xticks(ticks, [str(epochs[i]) for i in ticks], fontsize=7)
     ax.set_xlabel("search epoch")
-    fig.colorbar(image, ax=ax, label="analog fraction")
+    fig.colorbar(image, ax=ax, label=f"{unit} fraction")
     if title:
         ax.set_title(title)
     return _save(fig, path)

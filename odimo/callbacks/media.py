@@ -47,8 +47,8 @@ def mapping_rows(mapping: Mapping) -> tuple[list[str], list[list]]:
 
 
 def plot_mapping(mapping: Mapping, path: Path) -> Path:
-    """Bar chart of the first (digital) and last (analog) unit's channels per layer."""
+    """Stacked bar chart of every unit's channels per layer."""
     from odimo.analysis.plots import plot_mapping_bars
 
-    bars = [(name, mapping.counts(name)[0], mapping.counts(name)[-1]) for name in mapping.layers]
-    return plot_mapping_bars(bars, path)
+    bars = [(name, *mapping.counts(name)) for name in mapping.layers]
+    return plot_mapping_bars(bars, path, units=mapping.units)

@@ -216,11 +216,13 @@ class CostLogger(L.Callback):
         history = self.heatmap_history()
         if not history:
             return None
-        from odimo.analysis.plots import plot_analog_heatmap
+        from odimo.analysis.plots import plot_unit_heatmap
 
         path = Path(path) if path is not None else self.out_dir / "analog_heatmap.png"
         epochs = [e for e, _ in history]
-        return plot_analog_heatmap(epochs, self.network.names, [f for _, f in history], path)
+        fractions = [f for _, f in history]
+        unit = self.network.platform.cheap_unit
+        return plot_unit_heatmap(epochs, self.network.names, fractions, path, unit=unit)
 
 
 HANDOVER_RULES = ("best_within_final", "final", "best_hard")

@@ -50,8 +50,8 @@ class Mapping:
         """Hard counts [L, U] (float64) in the given layer order."""
         return torch.tensor([self.counts(n) for n in names], dtype=torch.float64)
 
-    def analog_fraction(self, unit: int = 1) -> float:
-        """Fraction of all channels on `unit` (analog for DIANA)."""
+    def unit_fraction(self, unit: int) -> float:
+        """Fraction of all channels on `unit` (e.g. `platform.cheap_unit_index()`)."""
         total = sum(len(a) for a in self.layers.values())
         return sum(self.counts(n)[unit] for n in self.layers) / max(total, 1)
 

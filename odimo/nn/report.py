@@ -54,7 +54,7 @@ def cost_report(
     }
 
 
-def format_report(report: dict, unit_names: tuple[str, ...] = ("digital", "analog")) -> str:
+def format_report(report: dict, unit_names: tuple[str, ...]) -> str:
     """The report as a fixed-width text table (one row per layer, then totals)."""
     head = f"{'layer':34s} {'geometry':>24s} " + " ".join(
         f"{'ch_' + u[:3]:>7s}" for u in unit_names

@@ -183,13 +183,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_per_run_plots_and_empty_front(tmp_path: Path) -> None:
-    from odimo.analysis.plots import plot_analog_heatmap, plot_front, plot_mapping_bars
+    from odimo.analysis.plots import plot_front, plot_mapping_bars, plot_unit_heatmap
 
     names = ["conv1", "layer1.conv1", "layer1.conv2", "fc"]
     written = [
         plot_mapping_bars([(n, 16 - i, i) for i, n in enumerate(names)], tmp_path / "bars.png"),
         plot_mapping_bars({"conv1": (3, 5)}, tmp_path / "bars_map.png", title="mapping"),
-        plot_analog_heatmap(
+        plot_mapping_bars(
+            [("c", 1, 2, 3)], tmp_path / "bars3.png", units=("digital", "analog", "npu")
+        ),
+        plot_unit_heatmap(
             [1, 2, 3], names, np.linspace(0, 1, 12).reshape(3, 4), tmp_path / "sub" / "heat.png"
         ),
         plot_front(

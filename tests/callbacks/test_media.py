@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 import odimo.tasks.phases as phases
 from odimo.callbacks import CostLogger
+from odimo.hw.config import get_platform
 from odimo.tasks.train import run
 from tests.tasks.helpers import train_cfg
 
@@ -98,6 +99,7 @@ def test_heatmap_spans_a_resumed_search(tmp_path):
 
     class Net:
         names = [r["layer"] for r in rows]
+        platform = get_platform("diana")
 
     logger = CostLogger(Net(), table.parent)
     history = logger.heatmap_history()

@@ -63,7 +63,8 @@ def test_counts_and_fractions():
     m = good_mapping()
     assert m.counts("conv") == [2, 2] and m.counts("fc") == [1, 1]
     assert m.counts_tensor(["fc", "conv"]).tolist() == [[1.0, 1.0], [2.0, 2.0]]
-    assert m.analog_fraction() == pytest.approx(3 / 10)
+    assert m.unit_fraction(1) == pytest.approx(3 / 10)
+    assert m.unit_fraction(0) == pytest.approx(7 / 10)
     assert list(m.ordered(["fc", "dw", "conv"]).layers) == ["fc", "dw", "conv"]
 
 

@@ -70,7 +70,7 @@ def test_search_and_finetune_write_every_output(tmp_path):
         assert (run_dir / name).is_file(), name
     mapping = Mapping.load(run_dir / "mapping.json")
     assert len(mapping.layers) == 22
-    frac = mapping.analog_fraction()
+    frac = mapping.unit_fraction(mapping.units.index("analog"))
     assert frac == pytest.approx(metrics["final/arch/analog_frac"])
     # a second call finds DONE and returns the stored metrics without training
     assert run(train_cfg(tmp_path, "strength=1e-5")) == on_disk
