@@ -70,6 +70,19 @@ class ModelSpec:
         """`options` as keyword arguments of the model's builder."""
         return dict(self.options)
 
+    @property
+    def label(self) -> str:
+        """The name reports show: the architecture with what tells it apart
+        (`torchvision:mobilenet_v2`, `custom:pkg.nets:cnn`, `sampled:resnet/s3/17`)."""
+        o = self.kwargs
+        if self.name == "torchvision" and o.get("arch"):
+            return f"torchvision:{o['arch']}"
+        if self.name == "custom" and o.get("target"):
+            return f"custom:{o['target']}"
+        if self.name == "sampled" and {"space", "law", "id"} <= o.keys():
+            return f"sampled:{o['space']}/{o['law']}/{o['id']}"
+        return self.name
+
     def to_json(self) -> dict:
         """A JSON-ready dict (the checkpoint format); `from_json` inverts it."""
         return {

@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> dict:
         geometry,
         mapping,
         platform,
-        model=spec.name,
+        model=spec.label,
         dataset=cfg.dataset.name,
         input_size=spec.input_size,
         mapping_label=label,

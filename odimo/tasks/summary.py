@@ -76,7 +76,7 @@ def final_metrics(
     metrics: dict = {
         "kind": kind,
         "baseline": str(cfg.baseline.name) if kind == "baseline" else None,
-        "model": spec.name,
+        "model": spec.label,
         "dataset": str(cfg.dataset.name),
         "reg": str(cfg.reg.name),
         "strength": float(cfg.strength) if kind == "search" else 0.0,
