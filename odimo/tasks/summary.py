@@ -94,6 +94,7 @@ def final_metrics(
                 "final/cost/energy_hard_mw_cycles": cost["energy_mw_cycles"],
                 "final/cost/energy_hard_uj": cost["energy_uj"],
                 "final/arch/analog_frac": cost["analog_frac"],
+                "cheap_unit": platform.cheap_unit,
                 "reference": reference_costs(network),
             }
         )
@@ -162,7 +163,8 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
     if "final/cost/latency_hard_ms" in metrics:
         lines.append(
             f"  {'latency (ms)':30s} {metrics['final/cost/latency_hard_ms']:.4f}   "
-            f"energy (µJ) {metrics['final/cost/energy_hard_uj']:.4f}   analog channels "
+            f"energy (µJ) {metrics['final/cost/energy_hard_uj']:.4f}   "
+            f"{metrics.get('cheap_unit', 'analog')} channels "
             f"{100 * metrics['final/arch/analog_frac']:.1f} %"
         )
         if "final/target/value" in metrics:
