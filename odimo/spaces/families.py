@@ -74,6 +74,33 @@ def _strides(rng: random.Random, n: int, first: int = 1) -> list[int]:
     return out
 
 
+def _draw_stages(law: Law, rng: random.Random, kind: str) -> dict[str, Any]:
+    """A stem width and stages `[kind value, width, blocks, stride]` (widths never shrink)."""
+    n = law.pick(rng, "stages")
+    widths = sorted(law.pick(rng, "width") for _ in range(n))
+    strides = _strides(rng, n)
+    stages = [
+        [law.pick(rng, kind), w, law.pick(rng, "blocks"), s]
+        for w, s in zip(widths, strides, strict=True)
+    ]
+    return {"stem": law.pick(rng, "stem"), "stages": stages}
+
+
+def _stage_blocks(stages, block) -> list[tuple[str, Any, int]]:
+    """`(name, make(c_in), c_out)` of every block; `block(kind, c_in, width, stride)` builds one
+    (the stage's stride on its first block only)."""
+    blocks = []
+    for i, (kind, width, depth, stride) in enumerate(stages, start=1):
+        for j in range(int(depth)):
+            s = int(stride) if j == 0 else 1
+
+            def make(c, kind=kind, w=int(width), s=s):
+                return block(kind, c, w, s)
+
+            blocks.append((f"bb_{i}_{j}", make, int(width)))
+    return blocks
+
+
 class ResNetSpace(Space):
     """Stages of basic or bottleneck blocks; widths never shrink from one stage to the next."""
 
@@ -96,26 +123,11 @@ class ResNetSpace(Space):
     )
 
     def draw(self, law: Law, rng: random.Random) -> dict[str, Any]:
-        n = law.pick(rng, "stages")
-        widths = sorted(law.pick(rng, "width") for _ in range(n))
-        strides = _strides(rng, n)
-        stages = [
-            [law.pick(rng, "block"), w, law.pick(rng, "blocks"), s]
-            for w, s in zip(widths, strides, strict=True)
-        ]
-        return {"stem": law.pick(rng, "stem"), "stages": stages}
+        return _draw_stages(law, rng, "block")
 
     def build(self, ops, input_size, num_classes, stem: int, stages) -> SampledNet:
         kinds = {"basic": BasicBlock, "bottleneck": Bottleneck}
-        blocks = []
-        for i, (kind, width, depth, stride) in enumerate(stages, start=1):
-            for j in range(int(depth)):
-                s = int(stride) if j == 0 else 1
-
-                def make(c, kind=kind, w=int(width), s=s):
-                    return kinds[kind](ops, c, w, s)
-
-                blocks.append((f"bb_{i}_{j}", make, int(width)))
+        blocks = _stage_blocks(stages, lambda kind, c, w, s: kinds[kind](ops, c, w, s))
         return SampledNet(ops, input_size, num_classes, int(stem), blocks)
 
 
@@ -141,25 +153,10 @@ class MobileNetV2Space(Space):
     )
 
     def draw(self, law: Law, rng: random.Random) -> dict[str, Any]:
-        n = law.pick(rng, "stages")
-        widths = sorted(law.pick(rng, "width") for _ in range(n))
-        strides = _strides(rng, n)
-        stages = [
-            [law.pick(rng, "expansion"), w, law.pick(rng, "blocks"), s]
-            for w, s in zip(widths, strides, strict=True)
-        ]
-        return {"stem": law.pick(rng, "stem"), "stages": stages}
+        return _draw_stages(law, rng, "expansion")
 
     def build(self, ops, input_size, num_classes, stem: int, stages) -> SampledNet:
-        blocks = []
-        for i, (t, width, depth, stride) in enumerate(stages, start=1):
-            for j in range(int(depth)):
-                s = int(stride) if j == 0 else 1
-
-                def make(c, t=int(t), w=int(width), s=s):
-                    return InvertedResidual(ops, c, w, s, t)
-
-                blocks.append((f"bb_{i}_{j}", make, int(width)))
+        blocks = _stage_blocks(stages, lambda t, c, w, s: InvertedResidual(ops, c, w, s, int(t)))
         return SampledNet(ops, input_size, num_classes, int(stem), blocks)
 
 
