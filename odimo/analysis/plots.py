@@ -127,7 +127,7 @@ def plot_mapping_bars(
     layers: Sequence[Sequence] | Mapping[str, Sequence[int]],
     path: str | Path,
     title: str | None = None,
-    units: Sequence[str] = ("digital", "analog"),
+    units: Sequence[str] | None = None,
 ) -> Path:
     """Stacked bars of the output channels each layer maps to each unit.
 
@@ -136,7 +136,7 @@ def plot_mapping_bars(
             order, or a mapping `name -> (channels per unit)`.
         path: where to write the PNG.
         title: figure title.
-        units: the platform's unit names, in index order (the legend).
+        units: the platform's unit names in index order (the legend); None: "unit 0", ...
 
     Returns:
         The path written.
@@ -144,6 +144,7 @@ def plot_mapping_bars(
     items = [(n, *v) for n, v in layers.items()] if isinstance(layers, Mapping) else list(layers)
     names = [str(item[0]) for item in items]
     counts = np.array([list(item[1:]) for item in items], dtype=float).reshape(len(items), -1)
+    units = list(units) if units is not None else [f"unit {u}" for u in range(counts.shape[1])]
     if counts.shape[1] != len(units):
         raise ValueError(f"{counts.shape[1]} channel counts per layer for units {list(units)}")
     fig = _new_figure(max(6.0, 0.35 * len(names) + 2.0), 4.5)
@@ -167,7 +168,7 @@ def plot_unit_heatmap(
     fractions: Sequence[Sequence[float]] | np.ndarray,
     path: str | Path,
     title: str | None = None,
-    unit: str = "analog",
+    unit: str = "cheap unit",
 ) -> Path:
     """Heat-map of each searchable layer's channel fraction on one unit over the search epochs.
 

@@ -244,9 +244,10 @@ class MappingHandover(L.Callback):
     With a cost target, the bound is the target instead of the final cost; if no epoch meets
     it, the cheapest epoch is handed over and `handover.json` says by how much it misses.
     With `project` (and a target), the chosen mapping is then moved onto the target
-    (`odimo.nn.projection.project_to_target`: channels go to the cheap unit until the cost
-    meets it, or to the accurate unit while it stays within it). Then, if `fill` names an objective ("latency"/"energy"), slack channels move to the
-    accurate unit (`odimo.nn.slack.fill_slack`) and `mapping.json` is written.
+    (`odimo.nn.projection.project_to_target`: channels move until the cost meets the target,
+    then to the accurate unit while it stays within it). Then, if `fill` names an objective
+    ("latency"/"energy"), slack channels move to the accurate unit
+    (`odimo.nn.slack.fill_slack`) and `mapping.json` is written.
 
     Args:
         platform: the platform (mapping format).
