@@ -37,6 +37,7 @@ NON_RESULT_KEYS = (
     "sweep_name",
     "force",
     "compile",
+    "threads",
     "fused_quant",
     "callbacks.progress",
     "dataset.datamodule.num_workers",

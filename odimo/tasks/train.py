@@ -104,6 +104,9 @@ def check_config(cfg: DictConfig) -> list[str]:
         raise ConfigError(f"strength must be a number, got {cfg.strength!r}") from None
     if not strength >= 0:
         raise ConfigError(f"strength must be >= 0, got {strength}")
+    threads = cfg.get("threads")
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ConfigError(f"threads must be an integer >= 1 or null, got {threads!r}")
     check_epochs(cfg, phases)
     check_ddp_launch(cfg)
     return phases
@@ -211,6 +214,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     phases = check_config(cfg)
     start = time.perf_counter()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    if cfg.get("threads") is not None:  # jobs sharing a machine: threads × jobs ≤ cores
+        torch.set_num_threads(int(cfg.threads))
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     if is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -89,7 +89,9 @@ def test_corrupt_checkpoints_are_set_aside_in_order(tmp_path, capsys):
 
 def test_fingerprint_ignores_paths_and_progress_but_not_results(tmp_path):
     base = train_cfg(tmp_path, "strength=1e-5")
-    same = train_cfg(tmp_path / "elsewhere", "strength=1e-5", "callbacks.progress=tqdm")
+    same = train_cfg(
+        tmp_path / "elsewhere", "strength=1e-5", "callbacks.progress=tqdm", "threads=1"
+    )
     other = train_cfg(tmp_path, "strength=1e-4", "search.epochs=3")
     assert config_fingerprint(base) == config_fingerprint(same)
     assert config_fingerprint(base) != config_fingerprint(other)
@@ -98,6 +100,20 @@ def test_fingerprint_ignores_paths_and_progress_but_not_results(tmp_path):
         "search.epochs",
         "strength",
     ]
+
+
+def test_threads_key_sets_the_intra_op_threads_and_bad_values_are_refused(tmp_path):
+    from odimo.errors import ConfigError
+    from odimo.tasks.train import run
+
+    with pytest.raises(ConfigError, match="threads must be an integer >= 1 or null, got 0"):
+        run(train_cfg(tmp_path, "threads=0"))
+    before = torch.get_num_threads()
+    try:
+        run(train_cfg(tmp_path, "threads=1", "phases=[warmup]", "warmup.epochs=1"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_job_lock_makes_a_second_process_wait(tmp_path):
