@@ -76,8 +76,14 @@ def test_sweep_then_pareto_and_resume_after_kill(tmp_path, sig):
     deadline = time.time() + 1800  # a safety net only: the loop ends when a job is DONE
     while proc.poll() is None and time.time() < deadline and not list(sweep_dir.glob("*/DONE")):
         time.sleep(0.5)
+    # into the second job: kill as soon as a job folder exists without DONE (a fixed sleep let
+    # a fast machine finish the whole sweep first)
+    while proc.poll() is None and time.time() < deadline:
+        started = [p for p in sweep_dir.iterdir() if (p / "config.yaml").is_file()]
+        if any(not (p / "DONE").is_file() for p in started):
+            break
+        time.sleep(0.05)
     assert proc.poll() is None, "the sweep ended before it could be interrupted"
-    time.sleep(2)  # into the second job
     os.killpg(proc.pid, sig)
     code = proc.wait(timeout=120)  # a SIGTERM must stop the sweep, not just the current job
     assert code != 0
