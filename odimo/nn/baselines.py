@@ -21,7 +21,7 @@ import torch
 
 from odimo.errors import ConfigError
 from odimo.hw.geometry import GeometryTable, LayerGeometry
-from odimo.hw.platform import Platform
+from odimo.hw.platform import CostBreakdown, Platform
 from odimo.nn.mapping import Mapping
 
 
@@ -37,6 +37,20 @@ def _whole_layer_cycles(geometry: list[LayerGeometry], platform: Platform) -> to
     return out.masked_fill(~allowed, float("inf"))
 
 
+def move_costs(
+    g: LayerGeometry, platform: Platform, counts: torch.Tensor, source: int, dest: int
+) -> CostBreakdown:
+    """Hard costs of one layer after moving k = 0, 1, ..., counts[source] of its channels
+    from unit `source` to unit `dest` (row k of every field; `counts` [U] are its channels per
+    unit now). Shared by `free_moves` and the target projection (`odimo.nn.projection`)."""
+    n = int(counts[source])
+    k = torch.arange(n + 1, dtype=torch.float64)
+    rows = counts.to(torch.float64).repeat(n + 1, 1)
+    rows[:, dest] += k
+    rows[:, source] -= k
+    return platform.evaluate(rows, GeometryTable([g] * (n + 1), dtype=torch.float64), soft=False)
+
+
 def free_moves(
     g: LayerGeometry,
     platform: Platform,
@@ -50,16 +64,8 @@ def free_moves(
     `counts` [U] are the layer's channels per unit now; `objective` is "latency" or "energy".
     Shared by `min_latency_max8` and the search's slack filling (`odimo.nn.slack`).
     """
-    n = int(counts[source])
-    k = torch.arange(n + 1, dtype=torch.float64)
-    rows = counts.to(torch.float64).repeat(n + 1, 1)
-    rows[:, dest] += k
-    rows[:, source] -= k
-    cycles = platform.unit_cycles(rows, GeometryTable([g] * (n + 1), dtype=torch.float64))
-    if objective == "latency":
-        cost = platform.latency_cycles(cycles, soft=False)
-    else:
-        cost = platform.energy_mw_cycles(cycles, soft=False)
+    moved = move_costs(g, platform, counts, source, dest)
+    cost = moved.latency_cycles if objective == "latency" else moved.energy_mw_cycles
     fits = torch.nonzero(cost <= cost[0] * (1 + 1e-12)).flatten()
     return int(fits.max())
 

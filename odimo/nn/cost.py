@@ -101,10 +101,7 @@ class Regularizer:
     def hard_cost(self, network: NetworkCost) -> float:
         """The same cost of the current argmax mapping (host sync: not in a training step)."""
         with torch.no_grad():
-            return float(self._hard(network(soft=False)))
-
-    def _hard(self, cost: CostBreakdown) -> Tensor:
-        return self.layer_hard(cost).sum()
+            return float(self.layer_hard(network(soft=False)).sum())
 
     def layer_hard(self, cost: CostBreakdown) -> Tensor:
         """The per-layer terms [L] of the hard cost (the hard cost is their sum)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from odimo.hw.geometry import GeometryTable
+from odimo.nn.baselines import move_costs
 from odimo.nn.conv import SearchConv2d
 from odimo.nn.cost import NetworkCost
 
@@ -58,19 +58,24 @@ def _layer_options(network: NetworkCost, regularizer, precise: int, cheap: int) 
         d0, n = on_p.numel(), on_p.numel() + on_c.numel()
         if n == 0:
             continue
-        d = torch.arange(n + 1, dtype=torch.float64)
-        rows = layer.unit_counts(soft=False).detach().double().cpu().repeat(n + 1, 1)
-        rows[:, precise] = d
-        rows[:, cheap] = n - d
-        table = GeometryTable([network.geometry[i]] * (n + 1), dtype=torch.float64)
-        cost = regularizer.layer_hard(platform.evaluate(rows, table, soft=False))
-        zero = torch.zeros(1, dtype=torch.float64)
-        regret = torch.cat(
-            [stay_p[down].cumsum(0).flip(0), zero, stay_c[up].cumsum(0)]
+        start = layer.unit_counts(soft=False).detach().double().cpu()
+        start[precise], start[cheap] = 0.0, float(n)  # row d: d channels on `precise`
+        cost = regularizer.layer_hard(
+            move_costs(network.geometry[i], platform, start, cheap, precise)
         )
+        zero = torch.zeros(1, dtype=torch.float64)
+        regret = torch.cat([stay_p[down].cumsum(0).flip(0), zero, stay_c[up].cumsum(0)])
         out.append(
-            {"layer": layer, "name": network.names[i], "on_p": on_p[down], "on_c": on_c[up],
-             "cost": cost, "regret": regret, "d0": d0, "d": d0}
+            {
+                "layer": layer,
+                "name": network.names[i],
+                "on_p": on_p[down],
+                "on_c": on_c[up],
+                "cost": cost,
+                "regret": regret,
+                "d0": d0,
+                "d": d0,
+            }
         )
     return out
 
