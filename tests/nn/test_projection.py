@@ -29,11 +29,13 @@ def baseline_cost(name: str, network: NetworkCost, diana, objective: str = "late
     mapping = baseline_mapping(name, network.geometry, diana)
     counts = torch.tensor([[mapping.counts(n)[u] for u in range(2)] for n in network.names])
     cost = diana.evaluate(counts.double(), GeometryTable(network.geometry, dtype=torch.float64))
-    return float(cost.latency_cycles.sum() if objective == "latency" else cost.energy_mw_cycles.sum())
+    per_layer = cost.latency_cycles if objective == "latency" else cost.energy_mw_cycles
+    return float(per_layer.sum())
 
 
 def attachment(network: NetworkCost, unit: int) -> dict[str, torch.Tensor]:
-    return {n: (l.alpha[unit] - l.alpha[1 - unit]).clone() for n, l in zip(network.names, network.layers)}
+    pairs = zip(network.names, network.layers)
+    return {name: (layer.alpha[unit] - layer.alpha[1 - unit]).clone() for name, layer in pairs}
 
 
 def test_repair_meets_the_target_moving_the_least_attached_channels(diana):
@@ -43,7 +45,8 @@ def test_repair_meets_the_target_moving_the_least_attached_channels(diana):
     low = baseline_cost("min_latency", network, diana)
     target = low + 0.4 * (top - low)
     reg.target = target
-    before = {n: l.hard_assignment().clone() for n, l in zip(network.names, network.layers)}
+    pairs = zip(network.names, network.layers)
+    before = {name: layer.hard_assignment().clone() for name, layer in pairs}
     margins = attachment(network, 0)
     report = project_to_target(network, reg, target)
     assert report["direction"] == "repair" and report["met"]
@@ -62,7 +65,7 @@ def test_repair_meets_the_target_moving_the_least_attached_channels(diana):
 def test_repair_prefers_the_layer_whose_alpha_cares_least(diana):
     model, network = setup(diana, analog_wins=False)
     names = network.names
-    soft, firm = names[5], names[6]
+    soft = names[5]  # every other layer's α holds its channels firmly (margin 5)
     with torch.no_grad():
         for name, layer in zip(names, network.layers):
             layer.alpha[0] = layer.alpha[1] + (0.01 if name == soft else 5.0)
@@ -89,18 +92,18 @@ def test_spend_uses_the_room_and_no_further_move_fits(diana):
     low = reg.hard_cost(network)
     top = baseline_cost("all_digital", network, diana)
     target = low + 0.5 * (top - low)
-    digital_before = sum(int((l.hard_assignment() == 0).sum()) for l in network.layers)
+    digital_before = sum(int((layer.hard_assignment() == 0).sum()) for layer in network.layers)
     report = project_to_target(network, reg, target)
     assert report["direction"] == "spend" and report["met"]
     assert low < report["cost_after"] <= target * (1 + 1e-9)
-    digital_after = sum(int((l.hard_assignment() == 0).sum()) for l in network.layers)
+    digital_after = sum(int((layer.hard_assignment() == 0).sum()) for layer in network.layers)
     assert digital_after - digital_before == sum(report["channels_to_accurate"].values()) > 0
     # maximal: moving any further channel count of any layer to digital breaks the target
     table = GeometryTable(network.geometry, dtype=torch.float64)
     counts = network.counts(soft=False).double()
     base = diana.evaluate(counts, table).latency_cycles
     room = target - float(base.sum())
-    for i, layer in enumerate(network.layers):
+    for i in range(len(network.layers)):
         n = int(counts[i, 1])
         for k in range(1, n + 1):
             trial = counts.clone()
@@ -124,7 +127,8 @@ def test_repair_moves_a_lone_analog_channel_back_when_that_is_cheaper(diana):
     """One analog channel costs a layer the analog unit's fixed load: undoing it is the repair."""
     model, network = setup(diana, analog_wins=False)
     digital = LatencyRegularizer(0.0).hard_cost(network)
-    for i, layer in enumerate(network.layers):  # the first layer one analog channel slows
+    for i in range(len(network.layers)):  # the first layer one analog channel slows
+        layer = network.layers[i]
         with torch.no_grad():
             layer.alpha[1, 0] = layer.alpha[0, 0] + 5.0  # firmly analog
         if LatencyRegularizer(0.0).hard_cost(network) > digital:
