@@ -14,9 +14,10 @@ import torch
 from odimo.callbacks.media import log_image, log_table, mapping_rows, media_loggers, plot_mapping
 from odimo.errors import CheckpointError, ConfigError
 from odimo.hw.platform import Platform
+from odimo.io import atomic_torch_save, atomic_write_text
 from odimo.nn.conv import search_layers, set_temperature
-from odimo.nn.cost import NetworkCost
 from odimo.nn.mapping import model_mapping
+from odimo.nn.network_cost import NetworkCost
 from odimo.nn.projection import project_to_target
 from odimo.nn.slack import fill_slack
 
@@ -245,8 +246,8 @@ class MappingHandover(L.Callback):
     it, the cheapest epoch is handed over and `handover.json` says by how much it misses.
     With `project` (and a target), the chosen mapping is then moved onto the target
     (`odimo.nn.projection.project_to_target`: channels move until the cost meets the target,
-    then to the accurate unit while it stays within it). Then, if `fill` names an objective
-    ("latency"/"energy"), slack channels move to the accurate unit
+    then to the precise unit while it stays within it). Then, if `fill` names an objective
+    ("latency"/"energy"), slack channels move to the precise unit
     (`odimo.nn.slack.fill_slack`) and `mapping.json` is written.
 
     Args:
@@ -325,9 +326,7 @@ class MappingHandover(L.Callback):
             self.dir.mkdir(parents=True, exist_ok=True)
         if not any(beats(r, new) for r in stored):
             if write:
-                tmp = self.dir / f"epoch={new['epoch']}.tmp"
-                torch.save(pl_module.state_dict(), tmp)
-                tmp.replace(self.dir / f"epoch={new['epoch']}.pt")
+                atomic_torch_save(pl_module.state_dict(), self.dir / f"epoch={new['epoch']}.pt")
             new["stored"] = True
             for r in stored:
                 if beats(new, r):
@@ -336,9 +335,8 @@ class MappingHandover(L.Callback):
                     r["stored"] = False
         if not write:
             return
-        tmp = self.dir / "index.tmp"
-        tmp.write_text(json.dumps({"epochs": self.records}, indent=1) + "\n")
-        tmp.replace(self.dir / "index.json")
+        index = json.dumps({"epochs": self.records}, indent=1) + "\n"
+        atomic_write_text(self.dir / "index.json", index)
 
     def choose(self) -> tuple[dict | None, dict]:
         """(the chosen record, a report) under `rule` and the target."""
@@ -388,7 +386,9 @@ class MappingHandover(L.Callback):
         if not trainer.is_global_zero:
             return
         if self.dir is not None:
-            (self.dir.parent / "handover.json").write_text(json.dumps(report, indent=1) + "\n")
+            atomic_write_text(
+                self.dir.parent / "handover.json", json.dumps(report, indent=1) + "\n"
+            )
         model_mapping(pl_module.model, self.platform).save(self.out_path)
 
 

@@ -8,7 +8,6 @@ evaluation stream (`memory`), complementarity of network pairs (`complementarity
 predictions (`preds`, `predict`) and the online LightningModule (`online`).
 """
 
-from odimo.cascade.cost import NetCost, expected_cost, worst_case_cost
 from odimo.cascade.curve import (
     CHOICES,
     Curve,
@@ -17,6 +16,7 @@ from odimo.cascade.curve import (
     choose_max_acc,
     choose_near_big,
 )
+from odimo.cascade.expected_cost import NetCost, expected_cost, worst_case_cost
 from odimo.cascade.preds import Predictions, PredictionsError, check_pair, load_predictions
 from odimo.cascade.routing import PairOutputs, pair_outputs, sweep, sweep_naive, threshold_grid
 from odimo.cascade.scores import SCORES, confidence, oracle_confidence

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from odimo.cascade.cost import NetCost
 from odimo.cascade.curve import build_curve, choose_near_big
+from odimo.cascade.expected_cost import NetCost
 from odimo.cascade.preds import Predictions
 from odimo.cascade.routing import pair_outputs, threshold_grid
 

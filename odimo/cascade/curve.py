@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from odimo.cascade.cost import COST_METRICS, FREE, NetCost, expected_cost
+from odimo.cascade.expected_cost import COST_METRICS, FREE, NetCost, expected_cost
 from odimo.cascade.routing import PairOutputs, sweep
 
 CHOICES = ("max_acc", "budget", "near_big")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from odimo.cascade.cost import NetCost
+from odimo.cascade.expected_cost import NetCost
 from odimo.errors import OdimoError
+from odimo.io import atomic_path, atomic_write_text
 
 SPLITS = ("val", "test")
 PREDS_DIR = "preds"
@@ -65,29 +64,14 @@ def preds_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / PREDS_DIR / f"preds_{split}.npz"
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename (no half files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -> Path:
     """Write logits (float32) and labels (int64) as an .npz."""
     path = Path(path)
     logits = np.asarray(logits, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
 
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            np.savez(f, logits=logits, labels=labels)
-
-    _atomic_write(path, write)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, logits=logits, labels=labels)
     return path
 
 
@@ -141,7 +125,7 @@ def write_info(run_dir: str | Path, info: dict[str, Any]) -> Path:
     """Write `<run_dir>/preds/info.json` (format tag added)."""
     path = Path(run_dir) / PREDS_DIR / "info.json"
     text = json.dumps({"format": INFO_FORMAT, **info}, indent=1, allow_nan=False) + "\n"
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
     return path
 
 

@@ -13,7 +13,7 @@ from odimo.convert.emit import write_float, write_quantized
 from odimo.convert.graph import classify
 from odimo.convert.plan import QuantPlan, plan_quantizers
 from odimo.convert.trace import ConversionError, propagate_shapes, shape, trace
-from odimo.models.ops import FloatOps, QuantOps
+from odimo.nn.factory import FloatOps, QuantOps
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def convert(
     input_size: tuple[int, int, int],
     fixed: tuple[str, ...] = (),
 ) -> fx.GraphModule:
-    """The network in the form of `ops` (`odimo.models.ops.make_ops`).
+    """The network in the form of `ops` (`odimo.nn.factory.make_ops`).
 
     The float form copies the source's weights (and computes exactly what the source computes);
     the quantized forms start from fresh weights, to be filled by `fold_float_into`.

@@ -20,7 +20,7 @@ from torch import fx, nn
 from odimo.convert.layers import LinearAsConv2d, shape_like
 from odimo.convert.plan import QuantPlan
 from odimo.convert.trace import shape
-from odimo.models.ops import FloatOps, QuantOps
+from odimo.nn.factory import FloatOps, QuantOps
 
 
 class _Writer:

@@ -11,9 +11,9 @@ import torch
 from odimo.convert.sources import torchvision_model
 from odimo.hw.geometry import record_geometry
 from odimo.hw.platform import Platform
-from odimo.models.ops import make_ops
 from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.conv import SearchConv2d
+from odimo.nn.factory import make_ops
 from odimo.nn.report import cost_report
 
 

@@ -23,7 +23,7 @@ from torch import fx, nn
 from odimo.convert.convert import convert
 from odimo.convert.trace import ConversionError
 from odimo.errors import CheckpointError, ConfigError
-from odimo.models.ops import FloatOps, QuantOps
+from odimo.nn.factory import FloatOps, QuantOps
 
 
 def _edge_convs(net: nn.Module) -> tuple[list[str], list[str]]:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from odimo.export.split import ChannelPlan, plan_channels
+from odimo.export.channel_plan import ChannelPlan, plan_channels
 from odimo.hw.platform import Platform
 from odimo.nn.conv import MappedConv2d
 from odimo.nn.mapping import quant_layers

@@ -30,11 +30,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from odimo.errors import CheckpointError, ConfigError
-from odimo.export.files import save_split
+from odimo.export.channel_plan import plan_channels, split_model
 from odimo.export.integer import integer_export
 from odimo.export.onnx import ONNX_OPSET, export_onnx, gather_ops, run_onnx
 from odimo.export.reference import exact_reference
-from odimo.export.split import plan_channels, split_model
+from odimo.export.split_files import save_split
 from odimo.hw import record_geometry
 from odimo.models import load_mapped
 from odimo.nn.report import cost_report

@@ -17,9 +17,9 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from odimo.function import ceil_div_ste, gate_ste
 from odimo.hw.geometry import GeometryTable
 from odimo.hw.platform import ComputeUnit, Platform
+from odimo.ste import ceil_div_ste, gate_ste
 
 FREQ_HZ = 260e6
 #: One analog array activation: 70 ns at 260 MHz (18.2 exactly; 70e-9 * 260e6 rounds up).

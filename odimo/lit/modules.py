@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from odimo.errors import TrainingDivergedError
 from odimo.lit.optim import make_optimizer, parameter_groups
 from odimo.nn.conv import hard_mapping, polarization
-from odimo.nn.cost import NetworkCost, Regularizer
+from odimo.nn.network_cost import NetworkCost, Regularizer
 
 
 def step_loss(

@@ -12,7 +12,7 @@ from odimo.models.build import (
     to_mapped,
 )
 from odimo.models.io import load_mapped, save_mapped
-from odimo.models.ops import FORMS
+from odimo.nn.factory import FORMS
 
 __all__ = [
     "FORMS",

@@ -9,19 +9,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from odimo.convert.sources import custom_model as convert_custom
+from odimo.convert.sources import torchvision_model as convert_torchvision
 from odimo.errors import CheckpointError, ConfigError
 from odimo.hw.platform import Platform
 from odimo.models.mobilenet import mbv1
-from odimo.models.ops import make_ops
 from odimo.models.resnet import res18, res20
 from odimo.nn.conv import Conv2dBN, QuantConv2d
+from odimo.nn.factory import make_ops
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
+from odimo.spaces import build_sampled
 
 
 def sampled(ops, input_size, num_classes: int, **options):
     """A network of a sampled space (`space`, `law`, `id` options); see `odimo.spaces`."""
-    from odimo.spaces import build_sampled  # the spaces build on this package's layer factory
-
     missing = [k for k in ("space", "law", "id") if options.get(k) is None]
     if missing:
         raise ConfigError(f"model=sampled needs model.{', model.'.join(missing)}")
@@ -30,16 +31,12 @@ def sampled(ops, input_size, num_classes: int, **options):
 
 def torchvision_model(ops, input_size, num_classes: int, **options) -> nn.Module:
     """Any torchvision classifier, converted with torch.fx (`odimo.convert`)."""
-    from odimo.convert.sources import torchvision_model as build
-
-    return build(ops, input_size, num_classes, **options)
+    return convert_torchvision(ops, input_size, num_classes, **options)
 
 
 def custom_model(ops, input_size, num_classes: int, **options) -> nn.Module:
     """A user's float network factory (`model.target`), converted with torch.fx."""
-    from odimo.convert.sources import custom_model as build
-
-    return build(ops, input_size, num_classes, **options)
+    return convert_custom(ops, input_size, num_classes, **options)
 
 
 MODELS = {

@@ -16,6 +16,7 @@ from torch import nn
 from odimo.errors import CheckpointError, ConfigError, MappingError
 from odimo.hw import get_platform
 from odimo.hw.platform import Platform
+from odimo.io import atomic_torch_save
 from odimo.models.build import ModelSpec, build_model, to_mapped
 from odimo.nn.conv import SearchConv2d
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping
@@ -39,8 +40,6 @@ def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
             if not k.endswith((".alpha", ".temperature"))
         },
     }
-    from odimo.tasks.files import atomic_torch_save  # odimo.tasks imports odimo.models
-
     atomic_torch_save(payload, path)
 
 

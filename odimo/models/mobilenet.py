@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from odimo.models.ops import FloatOps, QuantOps
+from odimo.nn.factory import FloatOps, QuantOps
 
 #: (output channels, stride) of the 13 depthwise-separable blocks at width x0.25.
 MBV1_025_BLOCKS = [

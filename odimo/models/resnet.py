@@ -7,40 +7,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from odimo.models.ops import FloatOps, QuantOps
-
-
-def residual_shortcut(ops: FloatOps | QuantOps, c_in: int, c_out: int, stride: int, act):
-    """(downsample, add) of a residual block whose main branch reads `act(x)`.
-
-    A 1x1 strided conv (reading the same quantized input) when the shape changes, and an add
-    with its own clip; otherwise no downsample and an add that shares `act`'s clip.
-    """
-    if stride != 1 or c_in != c_out:
-        return ops.conv(c_in, c_out, 1, stride, act=act), ops.add(ops.act())
-    return None, ops.add(act)
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convs and a shortcut (1x1 strided conv when the shape changes).
-
-    Quantized form: without a downsample, the add quantizes both addends with conv1's input
-    clip (the same parameter); with one, the add has its own clip.
-    """
-
-    def __init__(self, ops: FloatOps | QuantOps, c_in: int, c_out: int, stride: int):
-        super().__init__()
-        self.act1 = ops.act()
-        self.conv1 = ops.conv(c_in, c_out, 3, stride, act=self.act1)
-        self.act2 = ops.act()
-        self.conv2 = ops.conv(c_out, c_out, 3, 1, act=self.act2)
-        self.downsample, self.add = residual_shortcut(ops, c_in, c_out, stride, self.act1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.act1(x)
-        out = self.conv2(self.act2(self.conv1(x)))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.add(out, shortcut)
+from odimo.nn.blocks import BasicBlock
+from odimo.nn.factory import FloatOps, QuantOps
 
 
 class ResNet(nn.Module):

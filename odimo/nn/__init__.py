@@ -14,7 +14,8 @@ from odimo.nn.conv import (
     set_sampling,
     set_temperature,
 )
-from odimo.nn.cost import (
+from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
+from odimo.nn.network_cost import (
     REGULARIZERS,
     EnergyRegularizer,
     LatencyRegularizer,
@@ -25,7 +26,6 @@ from odimo.nn.cost import (
     TargetRegularizer,
     make_regularizer,
 )
-from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 
 __all__ = [
     "ALPHA_INIT",

@@ -14,9 +14,9 @@ move:
   until the cost meets the target. A step may move several channels of a layer at once, to
   cross a plateau of the layer's cost (DIANA's digital cost drops in steps of 16 channels).
 - **spend** (what is left below the target, after a repair or instead of one): channels move
-  from the cheap unit to the accurate one while the cost stays within the target, the moves
+  from the cheap unit to the precise one while the cost stays within the target, the moves
   that buy most channels per unit of added cost first and, inside a layer, the channels whose
-  α is closest to choosing the accurate unit first.
+  α is closest to choosing the precise unit first.
 
 If repair runs out of moves that lower the cost (the target is below the network's minimum),
 the mapping stops at the cheapest point reached and the report says the target is not met.
@@ -28,7 +28,7 @@ import torch
 
 from odimo.nn.baselines import move_costs
 from odimo.nn.conv import SearchConv2d
-from odimo.nn.cost import NetworkCost
+from odimo.nn.network_cost import NetworkCost
 
 _TOL = 1e-9
 
@@ -36,8 +36,8 @@ _TOL = 1e-9
 def _layer_options(network: NetworkCost, regularizer, precise: int, cheap: int) -> list[dict]:
     """Per search layer: its cost and α regret as functions of its channel count on `precise`.
 
-    A layer with d0 channels on the accurate unit can go to any d in [0, n] (n: its channels on
-    either unit): down, the accurate channels least attached to it leave first; up, the cheap
+    A layer with d0 channels on the precise unit can go to any d in [0, n] (n: its channels on
+    either unit): down, the precise channels least attached to it leave first; up, the cheap
     channels least attached to the cheap unit join first. The regret of d is the summed α
     attachment of the channels moved (0 at d0).
     """
@@ -98,7 +98,7 @@ def _best_repair_step(options: list[dict]) -> tuple[dict, int] | None:
 
 
 def _best_spend_step(options: list[dict], room: float) -> tuple[dict, int] | None:
-    """The move to the accurate unit that buys most channels per added cost within `room`."""
+    """The move to the precise unit that buys most channels per added cost within `room`."""
     best, best_key = None, None
     for o in options:
         d, cost = o["d"], o["cost"]
@@ -166,5 +166,6 @@ def project_to_target(network: NetworkCost, regularizer, target: float) -> dict:
         "cost_after": after,
         "target": float(target),
         "met": after <= target * (1 + _TOL),
-        "channels_to_accurate": moved,
+        "channels_to_precise": {k: v for k, v in moved.items() if v > 0},
+        "channels_to_cheap": {k: -v for k, v in moved.items() if v < 0},
     }

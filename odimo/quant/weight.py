@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from odimo.function import floor_pow2_ste, round_ste
+from odimo.ste import floor_pow2_ste, round_ste
 
 
 class Factored(NamedTuple):

@@ -16,8 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from odimo.models.resnet import BasicBlock
-from odimo.spaces.blocks import Bottleneck, InvertedResidual, Ops
+from odimo.nn.blocks import BasicBlock, Bottleneck, InvertedResidual, Ops
 from odimo.spaces.laws import Law, nested_laws
 
 #: Channel widths shared by the families, small to large.

@@ -34,7 +34,7 @@ from odimo.hw import get_platform
 from odimo.lit.modules import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import ModelSpec, build_model, fold_float_into, searchable_names, to_mapped
 from odimo.nn.baselines import baseline_mapping
-from odimo.nn.cost import NetworkCost, make_regularizer
+from odimo.nn.network_cost import NetworkCost, make_regularizer
 from odimo.quant import fused
 
 #: Input size [C, H, W] and classes of each model in the paper (its dataset).

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.calib.fit import evaluate, fit_platform, predictions, read_measurements
+from odimo.calibration.fit import evaluate, fit_platform, predictions, read_measurements
 from odimo.errors import ConfigError
 from odimo.hw import get_platform, platform_to_config
 from odimo.hw.config import PLATFORM_CONF_DIR

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.cascade.cost import COST_METRICS, NetCost, worst_case_cost
 from odimo.cascade.curve import (
     CHOICES,
     Curve,
@@ -28,6 +27,7 @@ from odimo.cascade.curve import (
     choose_max_acc,
     choose_near_big,
 )
+from odimo.cascade.expected_cost import COST_METRICS, NetCost, worst_case_cost
 from odimo.cascade.memory import MEMORIES
 from odimo.cascade.plots import plot_curves
 from odimo.cascade.preds import SPLITS, Predictions, check_pair, info_cost, load_run

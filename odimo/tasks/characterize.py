@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.calib.candidates import join_runs
-from odimo.calib.catalogue import (
+from odimo.characterization.candidates import join_runs
+from odimo.characterization.catalogue import (
     HOST_DEVICES,
     TimingOptions,
     characterize,
@@ -27,7 +27,7 @@ from odimo.calib.catalogue import (
     write_catalogue_csv,
     write_json_atomic,
 )
-from odimo.calib.harness import host_info
+from odimo.characterization.timing import host_info
 from odimo.errors import ConfigError
 from odimo.hw import load_platform
 from odimo.nn.baselines import BASELINES

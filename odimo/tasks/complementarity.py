@@ -27,7 +27,7 @@ from odimo.cascade.complementarity import (
     complementarity_matrices,
     rank_pairs,
 )
-from odimo.cascade.cost import COST_METRICS
+from odimo.cascade.expected_cost import COST_METRICS
 from odimo.cascade.plots import plot_heatmaps
 from odimo.cascade.preds import SPLITS, PredictionsError, check_pair, info_cost, load_run
 from odimo.errors import ConfigError, OdimoError

@@ -21,8 +21,14 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.analysis.catalogue import analyse, check_columns, column, load_table, plot_catalogue
-from odimo.calib.candidates import parse_key, train_commands
+from odimo.analysis.catalogue_fronts import (
+    analyse,
+    check_columns,
+    column,
+    load_table,
+    plot_catalogue,
+)
+from odimo.characterization.candidates import parse_key, train_commands
 from odimo.errors import ConfigError
 
 

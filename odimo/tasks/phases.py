@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from odimo.callbacks import FiniteLossGuard, load_module_state
 from odimo.errors import CheckpointError, ConfigError, TrainingDivergedError
-from odimo.tasks.files import (
+from odimo.io import (
     atomic_torch_save,
     config_fingerprint,
     is_rank_zero,

@@ -13,10 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from odimo.callbacks.media import plot_mapping
 from odimo.hw import GeometryTable
+from odimo.io import atomic_write_text, is_rank_zero
 from odimo.nn import NetworkCost
 from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.mapping import model_mapping
-from odimo.tasks.files import atomic_write_text, is_rank_zero
 from odimo.tasks.phases import eval_trainer
 
 

@@ -32,6 +32,17 @@ from omegaconf import DictConfig, OmegaConf
 from odimo.callbacks import CostLogger, MappingHandover, MappingMedia, TemperatureSchedule
 from odimo.errors import ConfigError, OdimoError
 from odimo.hw import get_platform
+from odimo.io import (
+    atomic_write_text,
+    cache_lock,
+    changed_keys,
+    config_fingerprint,
+    is_rank_zero,
+    job_lock,
+    rank_zero_write,
+    result_config,
+    same_on_all_ranks,
+)
 from odimo.lit import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import (
     ModelSpec,
@@ -55,17 +66,6 @@ from odimo.nn import (
 )
 from odimo.nn.baselines import baseline_mapping
 from odimo.quant import fused
-from odimo.tasks.files import (
-    atomic_write_text,
-    cache_lock,
-    changed_keys,
-    config_fingerprint,
-    is_rank_zero,
-    job_lock,
-    rank_zero_write,
-    result_config,
-    same_on_all_ranks,
-)
 from odimo.tasks.phases import eval_trainer, fit_phase, load_state, save_state, warmup_key
 from odimo.tasks.summary import final_metrics, print_config
 
@@ -323,7 +323,7 @@ def search_regularizer(cfg: DictConfig, platform) -> Regularizer:
 
 
 @torch.no_grad()
-def calibrate_target(
+def derive_target_strength(
     regularizer: TargetRegularizer, model, network: NetworkCost, datamodule, path: Path
 ) -> None:
     """Derive the target mode's λ once (val task loss and initial cost), kept in `path`."""
@@ -386,7 +386,7 @@ def search(
     phase_dir.mkdir(parents=True, exist_ok=True)
     target = getattr(regularizer, "target", None)
     if target is not None:
-        calibrate_target(regularizer, model, network, datamodule, phase_dir / "target.json")
+        derive_target_strength(regularizer, model, network, datamodule, phase_dir / "target.json")
     plots = bool(cfg.callbacks.plots)
     final = s.temperature.get("final")
     callbacks = [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from odimo.cascade.complementarity import Candidate, complementarity_matrices, rank_pairs
-from odimo.cascade.cost import NetCost
+from odimo.cascade.expected_cost import NetCost
 from odimo.cascade.preds import Predictions
 
 

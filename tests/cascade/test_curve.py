@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from odimo.cascade.cost import NetCost, expected_cost, worst_case_cost
 from odimo.cascade.curve import (
     Curve,
     build_curve,
@@ -14,6 +13,7 @@ from odimo.cascade.curve import (
     choose_max_acc,
     choose_near_big,
 )
+from odimo.cascade.expected_cost import NetCost, expected_cost, worst_case_cost
 from odimo.cascade.routing import PairOutputs
 
 

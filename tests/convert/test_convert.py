@@ -11,9 +11,9 @@ from torch import nn
 from odimo.convert import ConversionError, LinearAsConv2d, convert
 from odimo.hw import record_geometry
 from odimo.models import ModelSpec, build_model, fold_float_into, searchable_names, to_mapped
-from odimo.models.ops import make_ops
 from odimo.nn import Mapping, apply_mapping, quant_layers
 from odimo.nn.conv import Conv2dBN, MappedConv2d, SearchConv2d, hard_mapping
+from odimo.nn.factory import make_ops
 from odimo.quant import QuantAdd, QuantAvgPool2d, Uint7ActPact
 from tests.convert.nets import Branchy, Mixed, Normed
 

@@ -9,7 +9,7 @@ from odimo.hw.geometry import GeometryTable
 from odimo.models import ModelSpec, build_model
 from odimo.nn import NetworkCost, search_layers
 from odimo.nn.baselines import baseline_mapping
-from odimo.nn.cost import EnergyRegularizer, LatencyRegularizer, TargetRegularizer
+from odimo.nn.network_cost import EnergyRegularizer, LatencyRegularizer, TargetRegularizer
 from odimo.nn.projection import project_to_target
 
 SPEC = ModelSpec("res20", (1, 16, 16), 10)
@@ -56,7 +56,7 @@ def test_repair_meets_the_target_moving_the_least_attached_channels(diana):
     for name, layer in zip(network.names, network.layers):
         now = layer.hard_assignment()
         moved = torch.nonzero((before[name] == 0) & (now == 1)).flatten()
-        assert moved.numel() == -report["channels_to_accurate"].get(name, 0)
+        assert moved.numel() == report["channels_to_cheap"].get(name, 0)
         if moved.numel():  # the channels least attached to digital went first
             least = torch.argsort(margins[name])[: moved.numel()]
             assert set(moved.tolist()) == set(least.tolist()), name
@@ -74,7 +74,7 @@ def test_repair_prefers_the_layer_whose_alpha_cares_least(diana):
     i = names.index(soft)
     target = float(cost.sum() - 0.01 * cost[i])  # a small cut either layer could give
     report = project_to_target(network, reg, target)
-    assert report["met"] and set(report["channels_to_accurate"]) == {soft}
+    assert report["met"] and set(report["channels_to_cheap"]) == {soft}
 
 
 def test_repair_below_the_minimum_stops_at_min_latency_and_says_not_met(diana):
@@ -97,7 +97,7 @@ def test_spend_uses_the_room_and_no_further_move_fits(diana):
     assert report["direction"] == "spend" and report["met"]
     assert low < report["cost_after"] <= target * (1 + 1e-9)
     digital_after = sum(int((layer.hard_assignment() == 0).sum()) for layer in network.layers)
-    assert digital_after - digital_before == sum(report["channels_to_accurate"].values()) > 0
+    assert digital_after - digital_before == sum(report["channels_to_precise"].values()) > 0
     # maximal: moving any further channel count of any layer to digital breaks the target
     table = GeometryTable(network.geometry, dtype=torch.float64)
     counts = network.counts(soft=False).double()
@@ -139,4 +139,4 @@ def test_repair_moves_a_lone_analog_channel_back_when_that_is_cheaper(diana):
     assert reg.hard_cost(network) > digital  # the lone analog channel made it slower
     report = project_to_target(network, reg, digital)
     assert report["met"] and report["cost_after"] == digital
-    assert report["channels_to_accurate"] == {network.names[i]: 1}
+    assert report["channels_to_precise"] == {network.names[i]: 1}

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from odimo.calib.catalogue import macs
+from odimo.characterization.catalogue import macs
 from odimo.errors import ConfigError
 from odimo.hw import get_platform, record_geometry
 from odimo.models import ModelSpec, build_model, model_spec, searchable_names

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from odimo.calib.synthetic import TRUE_CONSTANTS, synthetic_rows, write_rows
+from odimo.calibration.synthetic import TRUE_CONSTANTS, synthetic_rows, write_rows
 from odimo.errors import ConfigError, OdimoError
 from odimo.hw import get_platform
 from odimo.hw.config import PLATFORM_CONF_DIR

@@ -11,8 +11,9 @@ import lightning.pytorch as L
 import pytest
 
 from odimo.errors import ConfigError, TrainingDivergedError
-from odimo.tasks import files, phases
-from odimo.tasks.files import DiskFullError
+from odimo.io import DiskFullError, config_fingerprint
+from odimo.io import atomic as files
+from odimo.tasks import phases
 from odimo.tasks.train import run
 from tests.tasks.helpers import train_cfg
 
@@ -90,7 +91,7 @@ def test_another_config_in_a_job_folder_is_refused_unless_forced(tmp_path):
     with pytest.raises(ConfigError, match="another config .*changed: strength"):
         run(train_cfg(tmp_path, "strength=1e-4"))
     stamp = json.loads((tmp_path / "run" / "DONE").read_text())
-    assert stamp["fingerprint"] == files.config_fingerprint(train_cfg(tmp_path, "strength=1e-5"))
+    assert stamp["fingerprint"] == config_fingerprint(train_cfg(tmp_path, "strength=1e-5"))
     forced = run(train_cfg(tmp_path, "strength=1e-4", "force=true"))
     assert forced["strength"] == 1e-4 and first["strength"] == 1e-5
     assert _versions(tmp_path / "run" / "search") == ["version_0"]  # old outputs were deleted

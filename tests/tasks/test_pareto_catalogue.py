@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from odimo.analysis.catalogue import LogLogFit, analyse, load_table
+from odimo.analysis.catalogue_fronts import LogLogFit, analyse, load_table
 from odimo.errors import ConfigError
 from odimo.tasks.pareto import run
 from tests.tasks.helpers import CONF, REPO

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Synthetic measurement tables from a platform with known constants (tests and demos).
 
-`python -m odimo.calib.synthetic out.csv --noise 0.05 --layers 200` writes the cycles and energy
-of random layers, each under several channel splits (one `group` per layer), as a platform with
-perturbed DIANA constants would measure them, times log-normal noise.
+`python -m odimo.calibration.synthetic out.csv --noise 0.05 --layers 200` writes the cycles and
+energy of random layers, each under several channel splits (one `group` per layer), as a platform
+with perturbed DIANA constants would measure them, times log-normal noise.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odimo.function import ceil_div_ste, floor_pow2_ste, floor_ste, gate_ste, round_ste
+from odimo.ste import ceil_div_ste, floor_pow2_ste, floor_ste, gate_ste, round_ste
 
 
 def value_and_grad(fn, values, *args):

@@ -8,8 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from odimo.calib.fit import Measurements, evaluate, fit_platform, selection_regret
-from odimo.calib.synthetic import TRUE_CONSTANTS, synthetic_rows
+from odimo.calibration.fit import Measurements, evaluate, fit_platform, selection_regret
+from odimo.calibration.synthetic import TRUE_CONSTANTS, synthetic_rows
 from odimo.errors import OdimoError
 from odimo.hw import get_platform
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Speed of the vectorised threshold sweep against the naive one-threshold-at-a-time loop.
 
-`python -m odimo.cascade.bench --samples 10000 --thresholds 2000` prints both times (best of
+`python -m odimo.cascade.sweep_speed --samples 10000 --thresholds 2000` prints both times (best of
 `--repeats`) and their ratio, after checking that both give the same curve.
 """
 

@@ -23,6 +23,7 @@ from torch import nn
 from odimo.errors import CheckpointError
 from odimo.hw import get_platform
 from odimo.hw.platform import Platform
+from odimo.io import atomic_torch_save, atomic_write_text
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping
 from odimo.nn.split import ExportActQuant
 
@@ -52,8 +53,6 @@ def split_spec(split: nn.Module, mapped: nn.Module, platform: Platform) -> dict:
 
 def save_split(folder: Path, split: nn.Module, mapped: nn.Module, platform: Platform) -> None:
     """Write `split_model.pt` (state dict) and `split_model.json` (spec) atomically."""
-    from odimo.tasks.files import atomic_torch_save, atomic_write_text
-
     spec = split_spec(split, mapped, platform)
     atomic_torch_save(
         {k: v.detach().cpu() for k, v in split.state_dict().items()}, folder / WEIGHTS
@@ -68,7 +67,7 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def load_split(folder: str | Path) -> nn.Module:
     """Rebuild the split network saved by `save_split` (no pickle); eval mode, no gradients."""
-    from odimo.export.split import split_model
+    from odimo.export.channel_plan import split_model
     from odimo.models.build import ModelSpec, build_model
 
     folder = Path(folder)

@@ -13,15 +13,16 @@ import time
 import pytest
 import torch
 
-from odimo.tasks import files
-from odimo.tasks.files import (
+from odimo.io import (
     DiskFullError,
     atomic_torch_save,
     atomic_write_text,
     changed_keys,
     config_fingerprint,
     job_lock,
+    result_config,
 )
+from odimo.io import atomic as files
 from odimo.tasks.phases import checkpoint_problem, resume_checkpoint
 from tests.tasks.helpers import REPO, train_cfg
 
@@ -35,7 +36,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_old_file(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, torch
-        from odimo.tasks import files
+        from odimo.io import atomic as files
         real_save = torch.save
         def half_then_die(obj, path):
             real_save(obj, path)
@@ -96,7 +97,7 @@ def test_fingerprint_ignores_paths_and_progress_but_not_results(tmp_path):
     assert config_fingerprint(base) == config_fingerprint(same)
     assert config_fingerprint(base) != config_fingerprint(other)
     assert len(config_fingerprint(base)) == 16
-    assert changed_keys(files.result_config(base), files.result_config(other)) == [
+    assert changed_keys(result_config(base), result_config(other)) == [
         "search.epochs",
         "strength",
     ]
@@ -121,7 +122,7 @@ def test_job_lock_makes_a_second_process_wait(tmp_path):
     script = textwrap.dedent(
         f"""
         import time, pathlib
-        from odimo.tasks.files import job_lock
+        from odimo.io import job_lock
         with job_lock(pathlib.Path({str(tmp_path)!r})):
             print("locked", flush=True)
             time.sleep(2)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from odimo.calib.harness import host_info, measure_latency, summarize
+from odimo.characterization.timing import host_info, measure_latency, summarize
 
 
 class Counter(nn.Module):
@@ -73,7 +73,7 @@ def test_bad_settings_and_host_details():
 
 
 def test_an_exported_split_network_is_timed_like_any_module():
-    from odimo.export.split import split_model
+    from odimo.export.channel_plan import split_model
     from odimo.hw import get_platform
     from odimo.models import ModelSpec, build_model
     from odimo.nn.baselines import baseline_mapping

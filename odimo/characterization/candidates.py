@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from odimo.calib.catalogue import load_record, record_path, write_json_atomic
+from odimo.characterization.catalogue import load_record, record_path, write_json_atomic
 from odimo.errors import OdimoError
 from odimo.spaces import SPACES
 

@@ -8,8 +8,8 @@ import json
 import pytest
 import yaml
 
-from odimo.calib.candidates import join_runs, parse_key, train_commands
-from odimo.calib.catalogue import record_path, write_catalogue_csv, write_json_atomic
+from odimo.characterization.candidates import join_runs, parse_key, train_commands
+from odimo.characterization.catalogue import record_path, write_catalogue_csv, write_json_atomic
 from odimo.errors import OdimoError
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,11 @@ from typing import Any
 
 import torch
 
-from odimo.calib.harness import measure_latency
+from odimo.characterization.timing import measure_latency
 from odimo.errors import OdimoError
 from odimo.hw.geometry import GeometryTable, LayerGeometry, record_geometry
 from odimo.hw.platform import Platform
+from odimo.io import atomic_path, atomic_write_text
 from odimo.models.build import ModelSpec, build_model, make_options, searchable_names
 from odimo.nn.baselines import baseline_mapping
 
@@ -143,10 +143,7 @@ def characterize(
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, allow_nan=True) + "\n")
 
 
 def load_record(path: Path) -> dict[str, Any]:
@@ -177,13 +174,11 @@ def write_catalogue_csv(out_dir: Path) -> tuple[Path, int]:
     for row in rows:
         columns += [c for c in row if c not in columns]
     path = out_dir / "catalogue.csv"
-    tmp = path.with_name(f".catalogue.{os.getpid()}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:
             writer.writerow([_cell(row.get(c)) for c in columns])
-    os.replace(tmp, path)
     return path, len(rows)
 
 
