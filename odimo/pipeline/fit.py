@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import warnings
 from pathlib import Path
@@ -307,19 +305,6 @@ def resume_checkpoint(ckpt_dir: Path, fingerprint: str, phase: str) -> str | Non
         if is_rank_zero():
             path.replace(path.with_suffix(".corrupt"))
     return None
-
-
-def warmup_key(cfg: DictConfig) -> str:
-    """Cache key of the float warm-up: dataset, model, seed and warm-up recipe."""
-    recipe = {
-        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "seed": int(cfg.seed),
-        "warmup": OmegaConf.to_container(cfg.warmup, resolve=True),
-    }
-    recipe["dataset"]["datamodule"].pop("num_workers", None)
-    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{cfg.dataset.name}_{cfg.model.name}_seed{cfg.seed}_{digest}"
 
 
 def save_state(path: Path, module: torch.nn.Module, info: dict[str, Any]) -> None:
