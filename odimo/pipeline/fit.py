@@ -145,6 +145,44 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+#: Trainer keys that change how a phase is logged or printed, never what it trains.
+TRAINER_DISPLAY_KEYS = (
+    "log_every_n_steps",
+    "enable_model_summary",
+    "enable_progress_bar",
+    "num_sanity_val_steps",
+)
+
+
+def world_size(trainer_cfg: dict) -> int:
+    """Processes that train together: devices (resolved like Lightning's `auto`) × nodes."""
+    devices = trainer_cfg.get("devices", "auto")
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif isinstance(devices, str) and "," in devices:
+        count = len([d for d in devices.split(",") if d.strip()])
+    elif str(devices).strip().lstrip("-").isdigit() and int(devices) > 0:
+        count = int(devices)
+    elif accelerator != "cpu" and torch.cuda.is_available():  # "auto" or -1 on a GPU machine
+        count = torch.cuda.device_count()
+    else:
+        count = 1
+    return count * int(trainer_cfg.get("num_nodes", 1) or 1)
+
+
+def trainer_recipe(cfg: DictConfig) -> dict:
+    """What of the trainer changes a phase's result: every trainer key but the display ones,
+    the world size and the global batch (batch size × processes × accumulated batches)."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in TRAINER_DISPLAY_KEYS:
+        trainer.pop(key, None)
+    size = world_size(trainer)
+    batch = int(cfg.dataset.datamodule.get("batch_size", 1))
+    accumulate = int(trainer.get("accumulate_grad_batches", 1) or 1)
+    return {**trainer, "world_size": size, "global_batch": batch * size * accumulate}
+
+
 def checkpoint_callbacks(ckpt_dir: Path, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
     """`best.ckpt` (highest `monitor`) and `last.ckpt` (written after every epoch)."""
     best = ModelCheckpoint(

@@ -8,14 +8,13 @@ Each phase function builds its LightningModule, skips the work a previous attemp
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.callbacks import CostLogger, MappingHandover, MappingMedia, TemperatureSchedule
+from odimo.callbacks import CostLogger, MappingHandover, MappingMedia, search_schedules
 from odimo.errors import ConfigError
 from odimo.hw import get_platform
 from odimo.io import cache_lock, config_fingerprint, is_rank_zero, rank_zero_write
@@ -31,19 +30,33 @@ from odimo.nn import (
     set_sampling,
     set_temperature,
 )
-from odimo.pipeline.fit import eval_trainer, fit_phase, load_state, save_state
+from odimo.pipeline.fit import (
+    eval_trainer,
+    fit_phase,
+    load_state,
+    save_state,
+    trainer_recipe,
+)
 
 
-def warmup_key(cfg: DictConfig) -> str:
-    """Cache key of the float warm-up: dataset, model, seed and warm-up recipe."""
+def warmup_recipe(cfg: DictConfig) -> dict:
+    """Everything that changes the float warm-up's weights: dataset (but its loader workers),
+    model, seed, the warm-up recipe and the trainer (`odimo.pipeline.fit.trainer_recipe`:
+    precision, strategy, devices, nodes, global batch, ...)."""
     recipe = {
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "seed": int(cfg.seed),
         "warmup": OmegaConf.to_container(cfg.warmup, resolve=True),
+        "trainer": trainer_recipe(cfg),
     }
     recipe["dataset"]["datamodule"].pop("num_workers", None)
-    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+    return recipe
+
+
+def warmup_key(cfg: DictConfig) -> str:
+    """Cache folder name of the float warm-up: readable names + the recipe's fingerprint."""
+    digest = config_fingerprint(warmup_recipe(cfg))
     return f"{cfg.dataset.name}_{cfg.model.name}_seed{cfg.seed}_{digest}"
 
 
@@ -73,7 +86,8 @@ def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed:
             val = eval_trainer(cfg).validate(module, datamodule=datamodule, verbose=False)[0]
             info = {"val_acc": float(val["val/acc_float"])}
             save_state(cache / "float.pt", model, info)
-            rank_zero_write(cache / "DONE", json.dumps({**info, "key": cache.name}) + "\n")
+            stamp = {**info, "key": cache.name, "recipe": warmup_recipe(cfg)}
+            rank_zero_write(cache / "DONE", json.dumps(stamp) + "\n")
     rank_zero_write(run_dir / "warmup.json", json.dumps({"cache_dir": str(cache), **info}) + "\n")
     return model, module
 
@@ -179,12 +193,9 @@ def search(
     if target is not None:
         derive_target_strength(regularizer, model, network, datamodule, phase_dir / "target.json")
     plots = bool(cfg.callbacks.plots)
-    final = s.temperature.get("final")
     callbacks = [
-        TemperatureSchedule(
-            s.temperature.initial,
-            None if final is None else float(final),
-            s.temperature.get("decay", 0.045),
+        *search_schedules(
+            OmegaConf.to_container(s.temperature, resolve=True),
             int(s.get("alpha_warmup_epochs", 0)),
             float(s.get("strength_ramp", 0.0)),
             regularizer,
