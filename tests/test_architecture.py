@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lit", "analysis"),
     ("callbacks",),
     ("characterization", "calibration", "cascade", "export"),
+    ("pipeline",),
     ("tasks", "cli"),
 )
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

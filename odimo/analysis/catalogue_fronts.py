@@ -266,6 +266,42 @@ def analyse(
     return result
 
 
+def flag_rows(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Copies of the rows with `on_front_<x>` and `selected_<x>` for every cost column."""
+    flagged = [dict(r) for r in rows]
+    for c, front in result["fronts"].items():
+        chosen = set(front["selected"])
+        for i, r in enumerate(flagged):
+            r[f"on_front_{c}"] = bool(front["front"][i])
+            r[f"selected_{c}"] = i in chosen
+    return flagged
+
+
+def catalogue_selection(
+    rows: list[dict[str, Any]], result: dict[str, Any], x: list[str], y: str, name: str, k: int
+) -> dict[str, Any]:
+    """selection.json without its source fields: chosen names per front, overlap, correlations."""
+    names = [str(r.get(name)) for r in rows]
+    return {
+        "x": x,
+        "y": y,
+        "k": k,
+        "rows": len(rows),
+        "selected": {
+            c: [
+                {"name": names[i], "cost": column(rows, c)[i], "y": column(rows, y)[i]}
+                for i in f["selected"]
+            ]
+            for c, f in result["fronts"].items()
+        },
+        "n_front": {c: int(f["front"].sum()) for c, f in result["fronts"].items()},
+        "front_names": result["front_names"],
+        "overlap": result["overlap"],
+        "shared_by_all": result["shared_by_all"],
+        "spearman": result["spearman"],
+    }
+
+
 def plot_catalogue(
     rows: list[dict[str, Any]],
     x: list[str],

@@ -12,34 +12,61 @@ import lightning.pytorch as L
 import torch
 
 from odimo.callbacks.media import log_image, log_table, mapping_rows, media_loggers, plot_mapping
-from odimo.errors import CheckpointError, ConfigError
+from odimo.errors import CheckpointError
 from odimo.hw.platform import Platform
 from odimo.io import atomic_torch_save, atomic_write_text
 from odimo.nn.conv import search_layers, set_temperature
+from odimo.nn.handover import (
+    check_rule,
+    finish_mapping,
+    hard_cost,
+    select_epoch,
+    update_front,
+)
 from odimo.nn.mapping import model_mapping
 from odimo.nn.network_cost import NetworkCost
-from odimo.nn.projection import project_to_target
-from odimo.nn.slack import fill_slack
 
 
-class TemperatureSchedule(L.Callback):
-    """The search's schedules, each a function of the step (so a resume continues exactly).
+class _StepSchedule(L.Callback):
+    """A schedule that is a function of the global step after the α warm-up.
 
-    - **Temperature**: with `final` set, T anneals exponentially per step from `initial` to
-      `final`, reached at the last step of the phase, whatever its length. With `final=None`,
-      the reference's per-epoch rule T = initial·exp(−decay·epoch), set at each epoch start.
-    - **α warm-up**: for the first `alpha_warmup_epochs` epochs α is frozen (its optimizer is
-      paused) while the weights train; T stays at `initial` and both schedules start after it.
-    - **λ ramp**: over the first `strength_ramp` share of the steps after the α warm-up, the
-      regularizer's scale rises geometrically from 1/100 to 1.
+    Stateless on purpose: the step and epoch come from the trainer, so a resumed search
+    continues exactly without callback state in the checkpoint (callback state is matched by
+    class name on resume; these classes keep none, so renaming them breaks no checkpoint).
+    """
 
-    Args:
-        initial: T at the first step.
-        final: T at the last step (None: per-epoch `decay`).
-        decay: per-epoch decay exponent of the reference rule (used when `final` is None).
-        alpha_warmup_epochs: epochs with α frozen at the start of the search.
-        strength_ramp: share of the post-warm-up steps over which λ ramps up (0: off).
-        regularizer: the regularizer whose `scale` the ramp sets.
+    def __init__(self, alpha_warmup_epochs: int = 0):
+        self.alpha_warmup_epochs = int(alpha_warmup_epochs)
+        self.steps_per_epoch = 1
+        self.total_steps = 1
+
+    def progress(self, step: int) -> float:
+        """Share in [0, 1] of the post-warm-up steps done before `step`."""
+        start = self.alpha_warmup_epochs * self.steps_per_epoch
+        span = max(self.total_steps - 1 - start, 1)
+        return min(max((step - start) / span, 0.0), 1.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.steps_per_epoch = max(int(trainer.num_training_batches), 1)
+        self.total_steps = max(int(trainer.max_epochs or 1) * self.steps_per_epoch, 1)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.apply(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.apply(trainer, pl_module)
+
+    def apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise NotImplementedError
+
+
+class TemperatureSchedule(_StepSchedule):
+    """The softmax temperature T of the search layers.
+
+    With `final` set, T anneals exponentially per step from `initial` to `final`, reached at
+    the last step of the phase, whatever its length. With `final=None`, the reference's
+    per-epoch rule T = initial·exp(−decay·epoch), set at each epoch start. During the α
+    warm-up (`alpha_warmup_epochs`) T stays at `initial`; the annealing starts after it.
     """
 
     def __init__(
@@ -48,17 +75,11 @@ class TemperatureSchedule(L.Callback):
         final: float | None = None,
         decay: float = 0.045,
         alpha_warmup_epochs: int = 0,
-        strength_ramp: float = 0.0,
-        regularizer=None,
     ):
+        super().__init__(alpha_warmup_epochs)
         self.initial = float(initial)
         self.final = None if final is None else float(final)
         self.decay = float(decay)
-        self.alpha_warmup_epochs = int(alpha_warmup_epochs)
-        self.strength_ramp = float(strength_ramp)
-        self.regularizer = regularizer
-        self.steps_per_epoch = 1
-        self.total_steps = 1
 
     def temperature(self, epoch: int, step: int | None = None) -> float:
         """T at a (epoch, global step)."""
@@ -67,40 +88,68 @@ class TemperatureSchedule(L.Callback):
         progress = self.progress(step if step is not None else epoch * self.steps_per_epoch)
         return self.initial * (self.final / self.initial) ** progress
 
-    def progress(self, step: int) -> float:
-        """Share in [0, 1] of the post-warm-up steps done before `step`."""
-        start = self.alpha_warmup_epochs * self.steps_per_epoch
-        span = max(self.total_steps - 1 - start, 1)
-        return min(max((step - start) / span, 0.0), 1.0)
+    def apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = int(trainer.global_step)
+        set_temperature(pl_module.model, self.temperature(trainer.current_epoch, step))
+
+
+class StrengthRamp(_StepSchedule):
+    """The regularizer's scale: over the first `share` of the steps after the α warm-up it
+    rises geometrically from 1/100 to 1 (0: off, the scale stays 1)."""
+
+    def __init__(self, share: float, regularizer, alpha_warmup_epochs: int = 0):
+        super().__init__(alpha_warmup_epochs)
+        self.share = float(share)
+        self.regularizer = regularizer
 
     def strength_scale(self, step: int) -> float:
         """Multiplier of λ at a step: 0.01 → 1 geometrically over the ramp, then 1."""
-        if self.strength_ramp <= 0:
+        if self.share <= 0:
             return 1.0
-        return 0.01 ** (1.0 - min(self.progress(step) / self.strength_ramp, 1.0))
+        return 0.01 ** (1.0 - min(self.progress(step) / self.share, 1.0))
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.steps_per_epoch = max(int(trainer.num_training_batches), 1)
-        self.total_steps = max(int(trainer.max_epochs or 1) * self.steps_per_epoch, 1)
+    def apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.regularizer.scale = self.strength_scale(int(trainer.global_step))
+
+
+class AlphaWarmup(L.Callback):
+    """For the first `epochs` epochs α is frozen (its optimizer group is paused) while the
+    weights train. Stateless: the epoch comes from the trainer."""
+
+    def __init__(self, epochs: int):
+        self.epochs = int(epochs)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        frozen = trainer.current_epoch < self.alpha_warmup_epochs
+        frozen = trainer.current_epoch < self.epochs
         for optimizer in trainer.optimizers:
             if hasattr(optimizer, "paused"):
                 if frozen:
                     optimizer.paused.add("alpha")
                 else:
                     optimizer.paused.discard("alpha")
-        self._apply(trainer, pl_module)
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        self._apply(trainer, pl_module)
 
-    def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        step = int(trainer.global_step)
-        set_temperature(pl_module.model, self.temperature(trainer.current_epoch, step))
-        if self.regularizer is not None:
-            self.regularizer.scale = self.strength_scale(step)
+def search_schedules(
+    temperature: dict, alpha_warmup_epochs: int = 0, strength_ramp: float = 0.0, regularizer=None
+) -> list[L.Callback]:
+    """The search's schedule callbacks: temperature, then (when on) α warm-up and λ ramp.
+
+    `temperature` holds `initial`, `final` (None: per-epoch `decay`) and `decay`.
+    """
+    final = temperature.get("final")
+    out: list[L.Callback] = [
+        TemperatureSchedule(
+            float(temperature.get("initial", 1.0)),
+            None if final is None else float(final),
+            float(temperature.get("decay", 0.045)),
+            alpha_warmup_epochs,
+        )
+    ]
+    if alpha_warmup_epochs > 0:
+        out.append(AlphaWarmup(alpha_warmup_epochs))
+    if strength_ramp > 0 and regularizer is not None:
+        out.append(StrengthRamp(strength_ramp, regularizer, alpha_warmup_epochs))
+    return out
 
 
 class FiniteLossGuard(L.Callback):
@@ -226,29 +275,15 @@ class CostLogger(L.Callback):
         return plot_unit_heatmap(epochs, self.network.names, fractions, path, unit=unit)
 
 
-HANDOVER_RULES = ("best_within_final", "final", "best_hard")
-
-
 class MappingHandover(L.Callback):
-    """Choose the search epoch whose network the fine-tune gets, restore it, write the mapping.
+    """Record the search's epochs, keep the candidates' weights, hand the chosen one over.
 
     After every validation the epoch's hard accuracy and the hard cost of the regularised
-    target are recorded; the epochs that no other epoch beats on both (the non-dominated ones)
-    keep their weights in `candidates/`. At the end, `rule` picks one:
-
-    - ``best_within_final`` (default): the most accurate epoch among those whose hard cost is
-      at most the final epoch's, i.e. the mapping the cost term settled on, not an early,
-      less compressed one (which the best-accuracy rule favours at a large λ);
-    - ``final``: the last epoch;
-    - ``best_hard``: the most accurate epoch overall (the earlier behaviour).
-
-    With a cost target, the bound is the target instead of the final cost; if no epoch meets
-    it, the cheapest epoch is handed over and `handover.json` says by how much it misses.
-    With `project` (and a target), the chosen mapping is then moved onto the target
-    (`odimo.nn.projection.project_to_target`: channels move until the cost meets the target,
-    then to the precise unit while it stays within it). Then, if `fill` names an objective
-    ("latency"/"energy"), slack channels move to the precise unit
-    (`odimo.nn.slack.fill_slack`) and `mapping.json` is written.
+    target are recorded; the epochs that no other epoch beats on both keep their weights in
+    `candidates/` (`odimo.nn.handover.update_front`). At the end the policy of
+    `odimo.nn.handover` chooses the epoch (`select_epoch` under `rule` and the target), the
+    callback restores its weights, the mapping is finished (`finish_mapping`: projection onto
+    the target, slack filling) and `handover.json` and `mapping.json` are written.
 
     Args:
         platform: the platform (mapping format).
@@ -256,7 +291,7 @@ class MappingHandover(L.Callback):
         network: the search model's cost model.
         regularizer: gives the hard cost of the regularised target (`hard_cost`).
         phase_dir: the search phase folder (candidates and `handover.json`).
-        rule: one of `HANDOVER_RULES`.
+        rule: one of `odimo.nn.handover.HANDOVER_RULES`.
         target: cost target in the regularizer's unit, or None.
         fill: slack-filling objective, or None for no filling.
         project: with a target, project the handed-over mapping onto it.
@@ -274,16 +309,12 @@ class MappingHandover(L.Callback):
         fill: str | None = None,
         project: bool = False,
     ):
-        if rule not in HANDOVER_RULES:
-            raise ConfigError(
-                f"search.handover must be one of {', '.join(HANDOVER_RULES)}, got {rule!r}"
-            )
         self.platform = platform
         self.out_path = Path(out_path)
         self.network = network
         self.regularizer = regularizer
         self.dir = Path(phase_dir) / "candidates" if phase_dir is not None else None
-        self.rule = rule
+        self.rule = check_rule(rule)
         self.target = target
         self.fill = fill
         self.project = project
@@ -295,69 +326,29 @@ class MappingHandover(L.Callback):
             return []
         return json.loads(index.read_text())["epochs"]
 
-    def _cost(self) -> float:
-        if self.regularizer is not None:
-            return self.regularizer.hard_cost(self.network)
-        return float(self.network(soft=False).total_latency_cycles)
-
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.dir is None or self.network is None:
             return
         acc = trainer.callback_metrics.get(pl_module.monitor)
         if acc is None:
             return
-        epoch = int(trainer.current_epoch)
-        record = {"epoch": epoch, "acc": float(acc), "cost": self._cost()}
-        self.records = [r for r in self.records if r["epoch"] != epoch] + [record]
-        self._keep_front(pl_module, record, trainer.is_global_zero)
-
-    def _keep_front(self, pl_module: L.LightningModule, new: dict, write: bool = True) -> None:
-        """Store the new epoch if no other beats it; drop the ones it beats.
-
-        Every rank keeps the same records (the metric is synchronised); only `write` ranks
-        (global rank 0) touch the files.
-        """
-
-        def beats(a: dict, b: dict) -> bool:  # a at least as good on both, a later on ties
-            return a["cost"] <= b["cost"] and a["acc"] >= b["acc"] and a is not b
-
-        stored = [r for r in self.records if r.get("stored")]
-        if write:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        if not any(beats(r, new) for r in stored):
-            if write:
-                atomic_torch_save(pl_module.state_dict(), self.dir / f"epoch={new['epoch']}.pt")
-            new["stored"] = True
-            for r in stored:
-                if beats(new, r):
-                    if write:
-                        (self.dir / f"epoch={r['epoch']}.pt").unlink(missing_ok=True)
-                    r["stored"] = False
-        if not write:
+        cost = hard_cost(self.network, self.regularizer)
+        record = {"epoch": int(trainer.current_epoch), "acc": float(acc), "cost": cost}
+        # every rank keeps the same records (the metric is synchronised); rank 0 writes
+        self.records, dropped = update_front(self.records, record)
+        if not trainer.is_global_zero:
             return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if record.get("stored"):
+            atomic_torch_save(pl_module.state_dict(), self.dir / f"epoch={record['epoch']}.pt")
+        for epoch in dropped:
+            (self.dir / f"epoch={epoch}.pt").unlink(missing_ok=True)
         index = json.dumps({"epochs": self.records}, indent=1) + "\n"
         atomic_write_text(self.dir / "index.json", index)
 
     def choose(self) -> tuple[dict | None, dict]:
         """(the chosen record, a report) under `rule` and the target."""
-        if not self.records:
-            return None, {"rule": self.rule}
-        records = sorted(self.records, key=lambda r: r["epoch"])
-        final = records[-1]
-        bound = self.target if self.target is not None else final["cost"]
-        if self.rule == "final":
-            pool = [final]
-        elif self.rule == "best_hard":
-            pool = records
-        else:
-            pool = [r for r in records if r["cost"] <= bound * (1 + 1e-9)]
-        stored = [r for r in pool if r.get("stored") or r is final]
-        if not stored:  # nothing meets the target: the cheapest epoch
-            stored = [min((r for r in records if r.get("stored")), key=lambda r: r["cost"])]
-        chosen = max(stored, key=lambda r: (r["acc"], -r["cost"], r["epoch"]))
-        report = {"rule": self.rule, "chosen_epoch": chosen["epoch"], "final_epoch": final["epoch"]}
-        report.update({"bound": bound, "epochs": records})
-        return chosen, report
+        return select_epoch(self.records, self.rule, self.target)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         chosen, report = self.choose()
@@ -371,18 +362,10 @@ class MappingHandover(L.Callback):
             )
             if best:
                 load_module_state(pl_module, best)
-        if self.project and self.target is not None and self.network is not None:
-            report["target_projection"] = project_to_target(
-                self.network, self.regularizer, self.target
-            )
-        if self.fill is not None and self.network is not None:
-            moved = fill_slack(self.network, self.fill)
-            report["slack_filled"] = {"objective": self.fill, "channels": moved}
         if self.network is not None:
-            report["handed_over_cost"] = self._cost()
-        if self.target is not None:
-            report["target"] = self.target
-            report["target_met"] = report["handed_over_cost"] <= self.target * (1 + 1e-9)
+            report.update(
+                finish_mapping(self.network, self.regularizer, self.target, self.project, self.fill)
+            )
         if not trainer.is_global_zero:
             return
         if self.dir is not None:

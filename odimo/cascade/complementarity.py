@@ -12,17 +12,23 @@ both complementarities next to it.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from odimo.analysis.sweep import scan_sweep
 from odimo.cascade.curve import build_curve, choose_near_big
 from odimo.cascade.expected_cost import NetCost
-from odimo.cascade.preds import Predictions
+from odimo.cascade.predict import predict_finished_run
+from odimo.cascade.preds import SPLITS, Predictions, check_pair, info_cost, load_run
 from odimo.cascade.routing import pair_outputs, threshold_grid
+from odimo.errors import OdimoError
 
+log = logging.getLogger(__name__)
 RANK_BY = ("saving", "exactly_one", "symmetric")
 
 
@@ -108,3 +114,34 @@ def rank_pairs(
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows
+
+
+def collect_pool(
+    sweep_dir: Path,
+    split: str,
+    predict_missing: bool = True,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> list[Candidate]:
+    """One candidate per finished run of the sweep with predictions on `split`.
+
+    A run without predictions is predicted here (all splits, checked against its metrics)
+    unless `predict_missing` is False, in which case it is skipped with a warning.
+    """
+    pool: list[Candidate] = []
+    for job in scan_sweep(sweep_dir).jobs:
+        run_dir = Path(job["job_dir"])
+        if not (run_dir / "preds" / "info.json").is_file():
+            if not predict_missing:
+                log.warning("skipping %s: no predictions (predict_missing=false)", run_dir)
+                continue
+            predict_finished_run(run_dir, list(SPLITS), batch_size, 0, device, True)
+        preds, info = load_run(run_dir, split)
+        pool.append(Candidate(job["label"], preds, info_cost(info)))
+    if len(pool) < 2:
+        raise OdimoError(
+            f"need at least 2 finished runs with predictions under {sweep_dir}, found {len(pool)}"
+        )
+    for other in pool[1:]:
+        check_pair(pool[0].preds, other.preds)
+    return pool

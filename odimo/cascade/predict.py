@@ -22,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from odimo.errors import CheckpointError, ConfigError
+from odimo.analysis.sweep import read_job
+from odimo.cascade.preds import preds_path, save_predictions, write_info
+from odimo.errors import CheckpointError, ConfigError, OdimoError
 from odimo.models import load_mapped
 
 
@@ -174,3 +176,57 @@ def load_classifier(info: dict[str, Any], num_workers: int = 0) -> tuple[nn.Modu
         model = InputAdapter(net, **{k: spec.get(k) for k in ADAPTER_KEYS})
         return model, instantiate({**info["datamodule"], "num_workers": num_workers})
     raise CheckpointError(f"predictions of unknown source {info.get('source')!r}")
+
+
+#: metrics.json key of each split's deployed accuracy.
+METRIC_OF_SPLIT = {"val": "final/val/acc_hard", "test": "final/test/acc_hard"}
+
+
+def check_accuracy(split: str, acc: float, n: int, metrics: dict[str, Any]) -> None:
+    """The accuracy of the cached logits must equal the run's own final evaluation."""
+    expected = metrics.get(METRIC_OF_SPLIT[split])
+    if expected is None:
+        return
+    if abs(acc - float(expected)) > 0.5 / n:
+        raise OdimoError(
+            f"{split} accuracy of the deployed network is {acc:.4%} but metrics.json says "
+            f"{float(expected):.4%}: the run's data or model changed since it finished "
+            "(check_metrics=false skips this check)"
+        )
+
+
+def predict_finished_run(
+    run_dir: Path,
+    splits: Sequence[str],
+    batch_size: int,
+    num_workers: int = 0,
+    device: str = "cpu",
+    check_metrics: bool = True,
+) -> dict[str, Any]:
+    """Predictions of a finished odimo run, written under `<run_dir>/preds/` with its info.
+
+    With `check_metrics`, each split's accuracy must equal the run's own final evaluation.
+    """
+    if not run_dir.is_dir():
+        raise ConfigError(f"run_dir {run_dir} is not a directory")
+    clf = load_run_classifier(run_dir, batch_size, num_workers)
+    info: dict[str, Any] = {"source": "run", "run_dir": str(run_dir)}
+    for split in splits:
+        logits, labels = predict_loader(clf.model, split_loader(clf.datamodule, split), device)
+        save_predictions(preds_path(run_dir, split), logits, labels)
+        acc = float((logits.argmax(1) == labels).mean())
+        if check_metrics:
+            check_accuracy(split, acc, len(labels), clf.metrics)
+        info[f"{split}_acc"] = acc
+        info[f"{split}_n"] = len(labels)
+        info["num_classes"] = int(logits.shape[1])
+    job = read_job(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    info.update(
+        name=job.get("label") or run_dir.name,
+        model=str(clf.config.model.name),
+        dataset=str(clf.config.dataset.name),
+        latency_ms=finite_or_none(clf.metrics.get("final/cost/latency_hard_ms")),
+        energy_uj=finite_or_none(clf.metrics.get("final/cost/energy_hard_uj")),
+    )
+    write_info(run_dir, info)
+    return info

@@ -21,6 +21,7 @@ from odimo.io.fingerprint import (
 )
 from odimo.io.locks import JobBusyError, cache_lock, job_lock
 from odimo.io.ranks import global_rank, is_rank_zero, rank_zero_write, same_on_all_ranks
+from odimo.io.tables import csv_cell, json_safe, write_csv, write_json, write_records_csv
 
 __all__ = [
     "NON_RESULT_KEYS",
@@ -33,12 +34,17 @@ __all__ = [
     "cache_lock",
     "changed_keys",
     "config_fingerprint",
+    "csv_cell",
     "global_rank",
     "is_rank_zero",
     "job_lock",
+    "json_safe",
     "rank_zero_write",
     "remove_stale_temps",
     "result_config",
     "same_on_all_ranks",
     "temp_name",
+    "write_csv",
+    "write_json",
+    "write_records_csv",
 ]

@@ -10,8 +10,6 @@ writes, on the chosen split (validation by default): `complementarity_exactly_on
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 from pathlib import Path
@@ -20,18 +18,17 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.analysis.sweep import scan_sweep
 from odimo.cascade.complementarity import (
     RANK_BY,
-    Candidate,
+    collect_pool,
     complementarity_matrices,
     rank_pairs,
 )
 from odimo.cascade.expected_cost import COST_METRICS
 from odimo.cascade.plots import plot_heatmaps
-from odimo.cascade.preds import SPLITS, PredictionsError, check_pair, info_cost, load_run
-from odimo.errors import ConfigError, OdimoError
-from odimo.tasks import predict as predict_task
+from odimo.cascade.preds import SPLITS, PredictionsError
+from odimo.errors import ConfigError
+from odimo.io import write_csv, write_json, write_records_csv
 
 log = logging.getLogger(__name__)
 RANKING_COLUMNS = (
@@ -67,44 +64,9 @@ def _options(cfg: DictConfig) -> tuple[Path, Path]:
     return sweep_dir, out_dir
 
 
-def collect_pool(cfg: DictConfig, sweep_dir: Path) -> list[Candidate]:
-    """One candidate per finished run with predictions (predicted here when missing)."""
-    pool: list[Candidate] = []
-    for job in scan_sweep(sweep_dir).jobs:
-        run_dir = Path(job["job_dir"])
-        if not (run_dir / "preds" / "info.json").is_file():
-            if not cfg.predict_missing:
-                log.warning("skipping %s: no predictions (predict_missing=false)", run_dir)
-                continue
-            predict_task.run(
-                OmegaConf.create(
-                    {
-                        "run_dir": str(run_dir),
-                        "splits": list(SPLITS),
-                        "batch_size": cfg.batch_size,
-                        "num_workers": 0,
-                        "device": cfg.device,
-                        "check_metrics": True,
-                    }
-                )
-            )
-        preds, info = load_run(run_dir, str(cfg.split))
-        pool.append(Candidate(job["label"], preds, info_cost(info)))
-    if len(pool) < 2:
-        raise OdimoError(
-            f"need at least 2 finished runs with predictions under {sweep_dir}, found {len(pool)}"
-        )
-    for other in pool[1:]:
-        check_pair(pool[0].preds, other.preds)
-    return pool
-
-
 def _write_matrix(path: Path, names: list[str], matrix: np.ndarray) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["network", *names])
-        writer.writerows([name, *(f"{v:.6f}" for v in row)] for name, row in zip(names, matrix))
-    return path
+    rows = ([name, *(f"{v:.6f}" for v in row)] for name, row in zip(names, matrix))
+    return write_csv(path, ["network", *names], rows)
 
 
 def _cell(value: Any) -> Any:
@@ -116,7 +78,9 @@ def _cell(value: Any) -> Any:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Write the matrices, heat maps and ranking; returns the ranking and output paths."""
     sweep_dir, out_dir = _options(cfg)
-    pool = collect_pool(cfg, sweep_dir)
+    pool = collect_pool(
+        sweep_dir, str(cfg.split), bool(cfg.predict_missing), int(cfg.batch_size), cfg.device
+    )
     names = [c.name for c in pool]
     correct = np.stack([c.preds.correct for c in pool])
     matrices = complementarity_matrices(correct)
@@ -137,10 +101,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         out_dir / "complementarity.png",
         title=f"{sweep_dir.name}: complementarity on {cfg.split}",
     )
-    with (out_dir / "ranking.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(RANKING_COLUMNS)
-        writer.writerows([_cell(row[c]) for c in RANKING_COLUMNS] for row in ranking)
+    write_records_csv(out_dir / "ranking.csv", RANKING_COLUMNS, ranking, cell=_cell)
     safe = [
         {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
         for row in ranking
@@ -154,7 +115,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "runs": runs,
         "pairs": safe,
     }
-    (out_dir / "ranking.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    write_json(out_dir / "ranking.json", payload, ensure_ascii=False)
     print(f"{len(pool)} networks, {len(ranking)} pairs with cost(little) < cost(big); best first:")
     for row in ranking[:5]:
         print(

@@ -1,76 +1,37 @@
 # SPDX-License-Identifier: Apache-2.0
 """The Pareto task: read a finished sweep, find its accuracy-vs-cost fronts, pick and plot.
 
-Fronts are computed over ALL finished jobs (search points and baselines together), one for
-latency and one for energy, on VALIDATION accuracy; test accuracy is only reported. Outputs in
-`out_dir`: pareto.csv, selection.json, budgets.csv, pareto_latency.png, pareto_energy.png.
+The analysis is `odimo.analysis.sweep_fronts` (sweep mode) and `odimo.analysis.catalogue_fronts`
+(catalogue mode, `odimo.tasks.pareto_catalogue`). Outputs in `out_dir`: pareto.csv,
+selection.json, budgets.csv, pareto_latency.png, pareto_energy.png.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.analysis.pareto import (
-    best_under_budgets,
-    default_budgets,
-    hypervolume,
-    non_dominated,
-    select_representatives,
-)
 from odimo.analysis.plots import plot_front
 from odimo.analysis.sweep import MAX_JOB_DEPTH, SweepScan, scan_cascades, scan_sweep
-from odimo.errors import ConfigError, OdimoError
-
-log = logging.getLogger(__name__)
-
-CRITERION = "val_acc_hard"
-#: Columns of pareto.csv, in order.
-CSV_COLUMNS = (
-    "label",
-    "kind",
-    "baseline",
-    "reg",
-    "strength",
-    "val_acc_hard",
-    "test_acc_hard",
-    "latency_ms",
-    "latency_cycles",
-    "energy_uj",
-    "analog_frac",
-    "on_front_latency",
-    "on_front_energy",
-    "selected",
-    "job_dir",
+from odimo.analysis.sweep_fronts import (
+    BUDGET_COLUMNS,
+    CRITERION,
+    CSV_COLUMNS,
+    FRONTS,
+    analyse_sweep,
+    job_rows,
+    sweep_selection,
 )
-#: Columns of budgets.csv, in order.
-BUDGET_COLUMNS = ("metric", "budget", "label", "cost", "val_acc_hard", "test_acc_hard")
-#: pareto.csv column <- metrics.json key.
-METRIC_KEYS = {
-    "val_acc_hard": "final/val/acc_hard",
-    "test_acc_hard": "final/test/acc_hard",
-    "latency_ms": "final/cost/latency_hard_ms",
-    "latency_cycles": "final/cost/latency_hard_cycles",
-    "energy_uj": "final/cost/energy_hard_uj",
-    "analog_frac": "final/arch/analog_frac",
-}
-#: The two fronts: name -> (cost column, axis label, budgets config key, hypervolume ref key).
-FRONTS = {
-    "latency": ("latency_ms", "latency (ms)", "latency_budgets_ms", "hypervolume_ref_latency_ms"),
-    "energy": ("energy_uj", "energy (µJ)", "energy_budgets_uj", "hypervolume_ref_energy_uj"),
-}
-DEFAULT_BUDGET_COUNT = 5
-#: Default hypervolume reference cost = this factor × the largest observed cost.
-DEFAULT_REF_FACTOR = 2.0
+from odimo.errors import ConfigError, OdimoError
+from odimo.io import json_safe, write_json, write_records_csv
+from odimo.tasks.pareto_catalogue import run_catalogue
+
+__all__ = ["CSV_COLUMNS", "run"]
 
 
 @dataclass(frozen=True)
@@ -141,129 +102,6 @@ def parse_options(cfg: DictConfig) -> ParetoOptions:
     )
 
 
-def _relative(job_dir: str, sweep_dir: Path) -> str:
-    """Job dir relative to the sweep dir (posix), absolute when it lies elsewhere."""
-    try:
-        return Path(job_dir).relative_to(sweep_dir).as_posix() or "."
-    except ValueError:
-        return job_dir
-
-
-def job_rows(jobs: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]]:
-    """One pareto.csv row per job (flags still False), search jobs first, by reg and strength.
-
-    A cost that is not > 0 cannot sit on a log axis: it becomes NaN, with a warning.
-    """
-    rows = []
-    for job in jobs:
-        row = {
-            "label": job["label"],
-            "kind": job["kind"],
-            "baseline": job["baseline"],
-            "reg": job["reg"],
-            "strength": job["strength"],
-            **{col: job[key] for col, key in METRIC_KEYS.items()},
-            "on_front_latency": False,
-            "on_front_energy": False,
-            "selected": False,
-            "job_dir": _relative(job["job_dir"], sweep_dir),
-        }
-        for col in ("latency_ms", "energy_uj"):
-            if math.isfinite(row[col]) and row[col] <= 0:
-                log.warning(
-                    "job %s has %s = %g <= 0: kept off the fronts", job["job_dir"], col, row[col]
-                )
-                row[col] = math.nan
-        rows.append(row)
-
-    def order(row: dict[str, Any]) -> tuple:
-        strength = row["strength"] if math.isfinite(row["strength"]) else math.inf
-        return (
-            row["kind"] == "baseline",
-            str(row["reg"]),
-            strength,
-            str(row["baseline"]),
-            row["label"],
-        )
-
-    return sorted(rows, key=order)
-
-
-def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
-    """A float column of the rows."""
-    return np.array([row[key] for row in rows], dtype=float)
-
-
-def analyse_front(
-    rows: list[dict[str, Any]],
-    name: str,
-    k: int,
-    budgets: list[float] | None,
-    ref_cost: float | None,
-) -> dict[str, Any]:
-    """Front, representatives, budget table and hypervolume of one cost; sets the row flags."""
-    cost_col = FRONTS[name][0]
-    cost, acc = _column(rows, cost_col), _column(rows, CRITERION)
-    front = non_dominated(cost, acc)
-    for row, flag in zip(rows, front, strict=True):
-        row[f"on_front_{name}"] = bool(flag)
-    chosen = select_representatives(cost, acc, front, k)
-    valid = np.isfinite(cost) & np.isfinite(acc)
-    if budgets is None:
-        budgets = default_budgets(cost, acc, DEFAULT_BUDGET_COUNT)
-    if ref_cost is None:
-        ref_cost = DEFAULT_REF_FACTOR * float(cost[valid].max()) if valid.any() else 1.0
-    budget_rows = []
-    for hit in best_under_budgets(cost, acc, budgets):
-        row = rows[hit["index"]] if hit["index"] is not None else None
-        budget_rows.append(
-            {
-                "metric": name,
-                "budget": hit["budget"],
-                "label": row["label"] if row else None,
-                "cost": hit["cost"],
-                "val_acc_hard": row["val_acc_hard"] if row else None,
-                "test_acc_hard": row["test_acc_hard"] if row else None,
-            }
-        )
-    return {
-        "selected": chosen,
-        "budgets": budget_rows,
-        "hypervolume": hypervolume(cost, acc, ref_cost),
-        "ref_cost": ref_cost,
-        "n_front": int(front.sum()),
-    }
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell: empty for None/NaN, lower-case booleans."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
-def _json_safe(value: Any) -> Any:
-    """Replace NaN/inf by None, recursively (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
-    """Write rows as CSV with a header."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows([_cell(row.get(col)) for col in columns] for row in rows)
-    return path
-
-
 def _fmt(value: float, scale: float = 1.0, spec: str = ".2f") -> str:
     """A number for the printed table, `-` when missing."""
     return "-" if value is None or not math.isfinite(value) else format(value * scale, spec)
@@ -314,7 +152,7 @@ def log_to_wandb(
         config={"sweep_dir": str(opts.sweep_dir), "k": opts.k, "criterion": CRITERION},
     )
     table = wandb.Table(
-        columns=list(CSV_COLUMNS), data=[[_json_safe(row[c]) for c in CSV_COLUMNS] for row in rows]
+        columns=list(CSV_COLUMNS), data=[[json_safe(row[c]) for c in CSV_COLUMNS] for row in rows]
     )
     run.log(
         {
@@ -334,33 +172,15 @@ def write_outputs(
     """Write pareto.csv, selection.json, budgets.csv and the two plots; return their paths."""
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    selection = {
-        "k": opts.k,
-        "criterion": CRITERION,
-        # Membership in these lists is the selection; the rows' own `selected` flag is dropped
-        # because in pareto.csv it only marks the latency choice.
-        **{
-            name: [{k: v for k, v in rows[i].items() if k != "selected"} for i in front["selected"]]
-            for name, front in fronts.items()
-        },
-        "hypervolume_log10cost": {name: front["hypervolume"] for name, front in fronts.items()},
-        "hypervolume_ref": {
-            **{FRONTS[name][0]: front["ref_cost"] for name, front in fronts.items()},
-            "acc": 0.0,
-        },
-    }
+    budget_rows = [b for f in fronts.values() for b in f["budgets"]]
     paths = {
         "out_dir": out,
-        "pareto_csv": write_csv(out / "pareto.csv", CSV_COLUMNS, rows),
-        "selection_json": out / "selection.json",
-        "budgets_csv": write_csv(
-            out / "budgets.csv", BUDGET_COLUMNS, [b for f in fronts.values() for b in f["budgets"]]
+        "pareto_csv": write_records_csv(out / "pareto.csv", CSV_COLUMNS, rows),
+        "selection_json": write_json(
+            out / "selection.json", sweep_selection(rows, fronts, opts.k), 2, ensure_ascii=False
         ),
+        "budgets_csv": write_records_csv(out / "budgets.csv", BUDGET_COLUMNS, budget_rows),
     }
-    paths["selection_json"].write_text(
-        json.dumps(_json_safe(selection), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-        encoding="utf-8",
-    )
     for name, (cost_col, cost_label, _, _) in FRONTS.items():
         chosen = set(fronts[name]["selected"])
         plot_rows = [{**row, "selected": i in chosen} for i, row in enumerate(rows)]
@@ -390,8 +210,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         OdimoError: the sweep has no finished job.
     """
     if cfg.get("catalogue"):  # any table of records instead of a sweep (IoTnets catalogues)
-        from odimo.tasks.pareto_catalogue import run_catalogue
-
         return run_catalogue(cfg)
     opts = parse_options(cfg)
     wandb = _import_wandb() if opts.logger == "wandb" else None
@@ -404,12 +222,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     # cascades of two of the sweep's networks (tasks/cascade.py outputs inside the sweep dir)
     rows = job_rows(scan.jobs + scan_cascades(opts.sweep_dir), opts.sweep_dir)
-    fronts = {
-        name: analyse_front(rows, name, opts.k, opts.budgets[name], opts.hv_refs[name])
-        for name in FRONTS
-    }
-    for i in fronts["latency"]["selected"]:
-        rows[i]["selected"] = True
+    fronts = analyse_sweep(rows, opts.k, opts.budgets, opts.hv_refs)
     outputs: dict[str, Any] = write_outputs(opts, rows, fronts)
     outputs.update(
         n_jobs=len(rows),

@@ -11,25 +11,23 @@ network keys `<space>/<law>/<id>`.
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from odimo.analysis.catalogue_fronts import (
     analyse,
+    catalogue_selection,
     check_columns,
-    column,
+    flag_rows,
     load_table,
     plot_catalogue,
 )
 from odimo.characterization.candidates import parse_key, train_commands
 from odimo.errors import ConfigError
+from odimo.io import atomic_write_text, write_json, write_records_csv
 
 
 @dataclass(frozen=True)
@@ -99,71 +97,21 @@ def parse_options(cfg: DictConfig) -> CatalogueOptions:
     )
 
 
-def _cell(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return v
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Path:
-    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        w.writerows([_cell(r.get(c)) for c in columns] for r in rows)
-    return path
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
 def write_outputs(opts: CatalogueOptions, rows: list[dict], result: dict) -> dict[str, str]:
     """pareto.csv, budgets.csv, selection.json, proxy_regret.csv and the plot."""
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    flagged = [dict(r) for r in rows]
-    for c, front in result["fronts"].items():
-        chosen = set(front["selected"])
-        for i, r in enumerate(flagged):
-            r[f"on_front_{c}"] = bool(front["front"][i])
-            r[f"selected_{c}"] = i in chosen
-    paths = {"pareto_csv": _write_csv(out / "pareto.csv", flagged)}
+    flagged = flag_rows(rows, result)
+    paths = {"pareto_csv": write_records_csv(out / "pareto.csv", _columns(flagged), flagged)}
     budget_rows = [
         {"cost_column": c, **b} for c, f in result["fronts"].items() for b in f["budgets"]
     ]
-    paths["budgets_csv"] = _write_csv(
-        out / "budgets.csv", budget_rows, ["cost_column", "budget", "name", "cost", "y"]
+    paths["budgets_csv"] = write_records_csv(
+        out / "budgets.csv", ["cost_column", "budget", "name", "cost", "y"], budget_rows
     )
-    names = [str(r.get(opts.name)) for r in rows]
     selection = {
         "catalogue": str(opts.path),
-        "x": opts.x,
-        "y": opts.y,
-        "k": opts.k,
-        "rows": len(rows),
-        "selected": {
-            c: [
-                {"name": names[i], "cost": column(rows, c)[i], "y": column(rows, opts.y)[i]}
-                for i in f["selected"]
-            ]
-            for c, f in result["fronts"].items()
-        },
-        "n_front": {c: int(f["front"].sum()) for c, f in result["fronts"].items()},
-        "front_names": result["front_names"],
-        "overlap": result["overlap"],
-        "shared_by_all": result["shared_by_all"],
-        "spearman": result["spearman"],
+        **catalogue_selection(rows, result, opts.x, opts.y, opts.name, opts.k),
     }
     if "proxy" in result:
         selection["proxy"] = {
@@ -171,26 +119,31 @@ def write_outputs(opts: CatalogueOptions, rows: list[dict], result: dict) -> dic
             "family": opts.family,
             "fits_log10": result["proxy"]["fits_log10"],
         }
-        paths["proxy_regret_csv"] = _write_csv(out / "proxy_regret.csv", result["proxy"]["rows"])
-    paths["selection_json"] = out / "selection.json"
-    paths["selection_json"].write_text(
-        json.dumps(_json_safe(selection), indent=1, allow_nan=False) + "\n", encoding="utf-8"
-    )
+        regret = result["proxy"]["rows"]
+        paths["proxy_regret_csv"] = write_records_csv(
+            out / "proxy_regret.csv", _columns(regret), regret
+        )
+    paths["selection_json"] = write_json(out / "selection.json", selection)
     keys = list(dict.fromkeys(s["name"] for sel in selection["selected"].values() for s in sel))
     if keys and all(parse_key(k) for k in keys):
-        paths["candidates_sh"] = out / "candidates.sh"
         lines = [f'{cmd}"$@"' for cmd in train_commands(keys, [])]
-        paths["candidates_sh"].write_text(
+        paths["candidates_sh"] = out / "candidates.sh"
+        atomic_write_text(
+            paths["candidates_sh"],
             "#!/bin/sh\n# Train the selected networks (one multirun per space and law); extra\n"
             "# overrides pass through, e.g.: sh candidates.sh dataset=digits phases=[warmup]\n"
             + "\n".join(lines)
             + "\n",
-            encoding="utf-8",
         )
     paths["plot_png"] = plot_catalogue(
         rows, opts.x, opts.y, result, out / "pareto_catalogue.png", opts.family
     )
     return {k: str(v) for k, v in paths.items()}
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of the rows, in order of first appearance."""
+    return list(dict.fromkeys(k for r in rows for k in r))
 
 
 def _print(opts: CatalogueOptions, rows: list[dict], result: dict) -> None:

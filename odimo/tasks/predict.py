@@ -16,21 +16,17 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.analysis.sweep import read_job
 from odimo.cascade.predict import (
     ADAPTER_KEYS,
     InputAdapter,
     finite_or_none,
-    load_run_classifier,
+    predict_finished_run,
     predict_loader,
     split_loader,
     torchvision_classifier,
 )
 from odimo.cascade.preds import SPLITS, preds_path, save_predictions, write_info
-from odimo.errors import ConfigError, OdimoError
-
-#: metrics.json key of each split's deployed accuracy.
-METRIC_OF_SPLIT = {"val": "final/val/acc_hard", "test": "final/test/acc_hard"}
+from odimo.errors import ConfigError
 
 
 def _splits(cfg: DictConfig) -> list[str]:
@@ -39,47 +35,6 @@ def _splits(cfg: DictConfig) -> list[str]:
     if not splits or bad:
         raise ConfigError(f"splits must be a non-empty subset of {list(SPLITS)}, got {splits}")
     return splits
-
-
-def _check_accuracy(split: str, acc: float, n: int, metrics: dict[str, Any]) -> None:
-    """The accuracy of the cached logits must equal the run's own final evaluation."""
-    expected = metrics.get(METRIC_OF_SPLIT[split])
-    if expected is None:
-        return
-    if abs(acc - float(expected)) > 0.5 / n:
-        raise OdimoError(
-            f"{split} accuracy of the deployed network is {acc:.4%} but metrics.json says "
-            f"{float(expected):.4%}: the run's data or model changed since it finished "
-            "(check_metrics=false skips this check)"
-        )
-
-
-def predict_run(cfg: DictConfig, splits: list[str]) -> dict[str, Any]:
-    """Predictions of a finished odimo run, written under `<run_dir>/preds/`."""
-    run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
-    if not run_dir.is_dir():
-        raise ConfigError(f"run_dir {run_dir} is not a directory")
-    clf = load_run_classifier(run_dir, int(cfg.batch_size), int(cfg.num_workers))
-    info: dict[str, Any] = {"source": "run", "run_dir": str(run_dir)}
-    for split in splits:
-        logits, labels = predict_loader(clf.model, split_loader(clf.datamodule, split), cfg.device)
-        save_predictions(preds_path(run_dir, split), logits, labels)
-        acc = float((logits.argmax(1) == labels).mean())
-        if cfg.check_metrics:
-            _check_accuracy(split, acc, len(labels), clf.metrics)
-        info[f"{split}_acc"] = acc
-        info[f"{split}_n"] = len(labels)
-        info["num_classes"] = int(logits.shape[1])
-    job = read_job(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    info.update(
-        name=job.get("label") or run_dir.name,
-        model=str(clf.config.model.name),
-        dataset=str(clf.config.dataset.name),
-        latency_ms=finite_or_none(clf.metrics.get("final/cost/latency_hard_ms")),
-        energy_uj=finite_or_none(clf.metrics.get("final/cost/energy_hard_uj")),
-    )
-    write_info(run_dir, info)
-    return info
 
 
 def predict_torchvision(cfg: DictConfig, splits: list[str]) -> dict[str, Any]:
@@ -132,7 +87,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "give exactly one of run_dir=<finished run> or torchvision.name=<classifier>"
         )
-    info = predict_run(cfg, splits) if has_run else predict_torchvision(cfg, splits)
+    if has_run:
+        run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
+        args = (int(cfg.batch_size), int(cfg.num_workers), cfg.device, bool(cfg.check_metrics))
+        info = predict_finished_run(run_dir, splits, *args)
+    else:
+        info = predict_torchvision(cfg, splits)
     accs = ", ".join(
         f"{s} {100 * info[f'{s}_acc']:.2f} % ({info[f'{s}_n']})"
         for s in splits

@@ -16,12 +16,9 @@ Run folder (`paths.run_dir`)::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import time
-import traceback
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -29,23 +26,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.callbacks import CostLogger, MappingHandover, MappingMedia, TemperatureSchedule
 from odimo.errors import ConfigError, OdimoError
 from odimo.hw import get_platform
 from odimo.io import (
     atomic_write_text,
-    cache_lock,
-    changed_keys,
     config_fingerprint,
     is_rank_zero,
     job_lock,
     rank_zero_write,
-    result_config,
     same_on_all_ranks,
 )
-from odimo.lit import FinetuneModule, SearchModule, WarmupModule
+from odimo.lit import FinetuneModule
 from odimo.models import (
-    ModelSpec,
     build_model,
     fold_float_into,
     model_spec,
@@ -53,21 +45,12 @@ from odimo.models import (
     searchable_names,
     to_mapped,
 )
-from odimo.nn import (
-    NetworkCost,
-    Regularizer,
-    TargetRegularizer,
-    apply_mapping,
-    hard_mapping,
-    make_regularizer,
-    model_mapping,
-    set_sampling,
-    set_temperature,
-)
+from odimo.nn import NetworkCost, apply_mapping, model_mapping
 from odimo.nn.baselines import baseline_mapping
+from odimo.pipeline.job import previous_result, write_failed
+from odimo.pipeline.phases import search, train_mapped, warmup
+from odimo.pipeline.summary import final_metrics, print_config
 from odimo.quant import fused
-from odimo.tasks.phases import eval_trainer, fit_phase, load_state, save_state, warmup_key
-from odimo.tasks.summary import final_metrics, print_config
 
 PHASES = ("warmup", "search", "finetune", "baseline")
 
@@ -147,7 +130,7 @@ def run(cfg: DictConfig) -> dict:
         try:  # a bad config fails before it is recorded as the folder's config
             check_config(cfg)
         except OdimoError:
-            _write_failed(failed)
+            write_failed(failed)
             raise
         stored = previous_result(cfg, run_dir)
         if stored is not None:
@@ -158,56 +141,12 @@ def run(cfg: DictConfig) -> dict:
             # an interruption (Ctrl-C, SIGTERM: Lightning turns both into SystemExit) is not a
             # failure: the job resumes from its last.ckpt when the same command runs again
             if not isinstance(err, (KeyboardInterrupt, SystemExit)):
-                _write_failed(failed)
+                write_failed(failed)
             raise
         failed.unlink(missing_ok=True)
         stamp = {"fingerprint": config_fingerprint(cfg), "finished": time.strftime("%F %T")}
         atomic_write_text(done, json.dumps(stamp) + "\n")
     return metrics
-
-
-def _write_failed(path: Path) -> None:
-    """FAILED with the current traceback (best effort: the disk may be full)."""
-    with contextlib.suppress(OSError, OdimoError):
-        atomic_write_text(path, traceback.format_exc())
-
-
-def previous_result(cfg: DictConfig, run_dir: Path) -> dict | None:
-    """The stored metrics of a finished job with this config; None if the job must run.
-
-    Records the config's fingerprint (`fingerprint.json`) before a job starts; a folder holding
-    another config's job raises ConfigError, or is cleared when `force=true`.
-    """
-    fingerprint, tree = config_fingerprint(cfg), result_config(cfg)
-    record = run_dir / "fingerprint.json"
-    if record.is_file():
-        old = json.loads(record.read_text())
-        if old.get("fingerprint") != fingerprint and not cfg.get("force", False):
-            keys = ", ".join(changed_keys(old.get("config", {}), tree)[:6]) or "?"
-            raise ConfigError(
-                f"{run_dir} holds a job of another config (changed: {keys}); use another "
-                "sweep_name or run dir, or force=true to delete it and run again"
-            )
-    if cfg.get("force", False):
-        clear_job(run_dir)
-    elif (run_dir / "DONE").is_file() and (run_dir / "metrics.json").is_file():
-        print(f"{run_dir} is done already; skipping (force=true runs it again)")
-        return json.loads((run_dir / "metrics.json").read_text())
-    atomic_write_text(record, json.dumps({"fingerprint": fingerprint, "config": tree}) + "\n")
-    return None
-
-
-def clear_job(run_dir: Path) -> None:
-    """Delete a job's outputs (`force=true`); Hydra's `.hydra/`, logs and the lock stay."""
-    keep = {".hydra", ".lock"}
-    for item in run_dir.iterdir():
-        if item.name in keep or item.suffix == ".log":
-            continue
-        if item.is_dir():
-            shutil.rmtree(item)
-        else:
-            item.unlink()
-    print(f"{run_dir}: force=true, previous outputs deleted")
 
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -254,193 +193,6 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     if is_rank_zero():
         save_mapped(run_dir / "final" / "model.pt", module.model, platform)
     return final_metrics(cfg, run_dir, module, datamodule, platform, spec, start, kind=kind)
-
-
-def warmup(cfg: DictConfig, spec: ModelSpec, datamodule, run_dir: Path, allowed: bool, job: str):
-    """The float warm-up of this recipe: loaded from the cache, or trained once and cached.
-
-    The cache entry is locked while it is checked and trained: jobs that need the same warm-up
-    at the same time train it once, the others wait and reuse it. (DDP ranks other than 0 do
-    not lock: they are started by rank 0, which holds the lock for them.)
-    """
-    cache = Path(cfg.paths.cache_dir) / "warmup" / warmup_key(cfg)
-    model = build_model(spec, "float")
-    module = WarmupModule(
-        model, spec.num_classes, OmegaConf.to_container(cfg.warmup.optim, resolve=True)
-    )
-    lock = cache_lock(cache, "warmup") if is_rank_zero() else contextlib.nullcontext()
-    with lock:
-        if (cache / "DONE").is_file():
-            info = load_state(cache / "float.pt", model)
-            print(f"[warmup] reusing {cache} (val acc {info.get('val_acc', float('nan')):.4f})")
-        elif not allowed:
-            raise ConfigError(f"no cached warm-up at {cache}: add 'warmup' to phases")
-        else:
-            fit_phase(
-                cfg, module, datamodule, cache, "warmup", cfg.warmup, job, fingerprint=cache.name
-            )
-            val = eval_trainer(cfg).validate(module, datamodule=datamodule, verbose=False)[0]
-            info = {"val_acc": float(val["val/acc_float"])}
-            save_state(cache / "float.pt", model, info)
-            rank_zero_write(cache / "DONE", json.dumps({**info, "key": cache.name}) + "\n")
-    rank_zero_write(run_dir / "warmup.json", json.dumps({"cache_dir": str(cache), **info}) + "\n")
-    return model, module
-
-
-def search_target(cfg: DictConfig, platform) -> float | None:
-    """The cost target of the search in the regularizer's unit (cycles / mW·cycles), or None.
-
-    `reg.target_ms` (reg=latency) or `reg.target_uj` (reg=power) switch the search to target
-    mode; the λ of `strength` is then derived, not given.
-    """
-    reg = str(cfg.reg.name)
-    given = {k: cfg.reg.get(k) for k in ("target_ms", "target_uj") if cfg.reg.get(k) is not None}
-    if not given:
-        return None
-    if len(given) > 1:
-        raise ConfigError(
-            "give one target: reg.target_ms (reg=latency) or reg.target_uj (reg=power)"
-        )
-    key, value = next(iter(given.items()))
-    needs = {"target_ms": "latency", "target_uj": "power"}[key]
-    if reg != needs:
-        raise ConfigError(f"reg.{key} is a target for reg={needs}, not reg={reg}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"reg.{key} must be a number, got {value!r}") from None
-    if not value > 0:
-        raise ConfigError(f"reg.{key} must be > 0, got {value}")
-    # ms -> cycles and µJ -> mW·cycles share the factor f/1e3
-    return value * platform.freq_hz / 1e3
-
-
-def search_regularizer(cfg: DictConfig, platform) -> Regularizer:
-    """strength × cost, or the target mode's hinge when a target is given."""
-    regularizer = make_regularizer(str(cfg.reg.name), float(cfg.strength))
-    target = search_target(cfg, platform)
-    return TargetRegularizer(regularizer, target) if target is not None else regularizer
-
-
-@torch.no_grad()
-def derive_target_strength(
-    regularizer: TargetRegularizer, model, network: NetworkCost, datamodule, path: Path
-) -> None:
-    """Derive the target mode's λ once (val task loss and initial cost), kept in `path`."""
-    if path.is_file():
-        regularizer.strength = float(json.loads(path.read_text())["strength"])
-        return
-    datamodule.setup("fit")
-    was_training = model.training
-    model.eval()
-    losses = []
-    with hard_mapping(model):  # the deployed network the search starts from
-        for i, (x, y) in enumerate(datamodule.val_dataloader()):
-            if i == 8:
-                break
-            losses.append(float(torch.nn.functional.cross_entropy(model(x), y)))
-    model.train(was_training)
-    task_loss = sum(losses) / max(len(losses), 1)
-    initial = float(regularizer.base.cost(network))
-    strength = regularizer.calibrate(task_loss, initial)
-    info = {"target": regularizer.target, "unit": regularizer.unit, "task_loss": task_loss}
-    info.update({"initial_cost": initial, "strength": strength})
-    rank_zero_write(path, json.dumps(info, indent=1) + "\n")
-    print(
-        f"[search] target mode: λ = {strength:.3g} per {regularizer.unit} (task loss "
-        f"{task_loss:.3f}, initial cost {initial:.4g}, target {regularizer.target:.4g})"
-    )
-
-
-def fill_objective(cfg: DictConfig) -> str | None:
-    """What slack filling must not raise: the regularised cost (None when filling is off)."""
-    if not bool(cfg.search.get("fill_slack", False)):
-        return None
-    return "energy" if str(cfg.reg.name) in ("power", "power-naive") else "latency"
-
-
-def search(
-    cfg: DictConfig, spec: ModelSpec, platform, float_model, datamodule, run_dir: Path, job: str
-) -> SearchModule:
-    """ODiMO search from the folded warm-up; returns the module with the handed-over weights."""
-    phase_dir = run_dir / "search"
-    model = build_model(spec, "search", platform)
-    fold_float_into(model, float_model)
-    s = cfg.search
-    set_sampling(model, str(s.get("sampling", "soft")))
-    set_temperature(model, float(s.temperature.initial))
-    network = NetworkCost(model, platform, spec.input_size)
-    regularizer = search_regularizer(cfg, platform)
-    module = SearchModule(
-        model,
-        spec.num_classes,
-        OmegaConf.to_container(s.optim, resolve=True),
-        network,
-        regularizer,
-        polarization=float(s.get("polarization", 0.0)),
-    )
-    if (phase_dir / "DONE").is_file():
-        load_state(phase_dir / "result.pt", model)
-        print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
-        return module
-    phase_dir.mkdir(parents=True, exist_ok=True)
-    target = getattr(regularizer, "target", None)
-    if target is not None:
-        derive_target_strength(regularizer, model, network, datamodule, phase_dir / "target.json")
-    plots = bool(cfg.callbacks.plots)
-    final = s.temperature.get("final")
-    callbacks = [
-        TemperatureSchedule(
-            s.temperature.initial,
-            None if final is None else float(final),
-            s.temperature.get("decay", 0.045),
-            int(s.get("alpha_warmup_epochs", 0)),
-            float(s.get("strength_ramp", 0.0)),
-            regularizer,
-        ),
-        MappingHandover(
-            platform,
-            run_dir / "mapping.json",
-            network,
-            regularizer,
-            phase_dir,
-            str(s.get("handover", "best_hard")),
-            target,
-            fill_objective(cfg),
-            bool(s.get("target_projection", False)),
-        ),
-        MappingMedia(platform, run_dir / "mapping_bars.png", plots),
-    ]
-    if cfg.callbacks.cost_curves:
-        callbacks.append(CostLogger(network, phase_dir, heatmap=plots))
-    fit_phase(cfg, module, datamodule, phase_dir, "search", s, job, callbacks, restore_best=False)
-    if not cfg.callbacks.layer_table:
-        (phase_dir / "layers.csv").unlink(missing_ok=True)
-    save_state(
-        phase_dir / "result.pt", model, {"mapping": model_mapping(model, platform).to_json()}
-    )
-    (phase_dir / "DONE").touch()
-    return module
-
-
-def train_mapped(
-    cfg: DictConfig, model, spec: ModelSpec, datamodule, phase_dir: Path, phase: str, job: str
-) -> FinetuneModule:
-    """Train a network with a frozen mapping (fine-tune or baseline); best weights loaded."""
-    phase_cfg = cfg.finetune if phase == "finetune" else cfg.baseline_train
-    module = FinetuneModule(
-        model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
-    )
-    if (phase_dir / "DONE").is_file():
-        load_state(phase_dir / "result.pt", model)
-        return module
-    media = MappingMedia(
-        get_platform(cfg.platform), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
-    )
-    fit_phase(cfg, module, datamodule, phase_dir, phase, phase_cfg, job, [media])
-    save_state(phase_dir / "result.pt", model, {})
-    rank_zero_write(phase_dir / "DONE", json.dumps({"fingerprint": config_fingerprint(cfg)}))
-    return module
 
 
 __all__ = ["OdimoError", "run"]

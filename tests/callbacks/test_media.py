@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.loggers import CSVLogger
 
-import odimo.tasks.phases as phases
 from odimo.callbacks import CostLogger
 from odimo.hw.config import get_platform
+from odimo.pipeline import fit
 from odimo.tasks.train import run
 from tests.tasks.helpers import train_cfg
 
@@ -37,12 +37,12 @@ class RecordingLogger(CSVLogger):
 @pytest.fixture
 def recorder(monkeypatch):
     RecordingLogger.calls = []
-    original = phases.make_loggers
+    original = fit.make_loggers
 
     def make(cfg, phase_dir, phase, job_name):
         return [*original(cfg, phase_dir, phase, job_name), RecordingLogger(str(phase_dir), phase)]
 
-    monkeypatch.setattr(phases, "make_loggers", make)
+    monkeypatch.setattr(fit, "make_loggers", make)
     return RecordingLogger.calls
 
 

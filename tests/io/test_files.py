@@ -23,7 +23,7 @@ from odimo.io import (
     result_config,
 )
 from odimo.io import atomic as files
-from odimo.tasks.phases import checkpoint_problem, resume_checkpoint
+from odimo.pipeline.fit import resume_checkpoint
 from tests.tasks.helpers import REPO, train_cfg
 
 
@@ -70,22 +70,6 @@ def test_a_full_disk_is_one_clear_error_and_keeps_the_old_file(tmp_path, monkeyp
     monkeypatch.undo()
     assert target.read_text() == "old\n"
     assert not list(tmp_path.glob(".*.tmp"))
-
-
-def test_corrupt_checkpoints_are_set_aside_in_order(tmp_path, capsys):
-    good = {"state_dict": {}, "loops": {}, "odimo": {"fingerprint": "fp"}}
-    atomic_torch_save(good, tmp_path / "best.ckpt")
-    (tmp_path / "last.ckpt").write_bytes(b"PK\x03\x04 torn")
-    with pytest.warns(RuntimeWarning, match="last.ckpt is unreadable"):
-        assert resume_checkpoint(tmp_path, "fp", "finetune") == str(tmp_path / "best.ckpt")
-    assert (tmp_path / "last.corrupt").is_file() and not (tmp_path / "last.ckpt").exists()
-    (tmp_path / "best.ckpt").write_bytes(b"")
-    with pytest.warns(RuntimeWarning):
-        assert resume_checkpoint(tmp_path, "fp", "finetune") is None  # restart from scratch
-    # a checkpoint of another config is refused, not silently resumed
-    atomic_torch_save({**good, "odimo": {"fingerprint": "other"}}, tmp_path / "last.ckpt")
-    with pytest.raises(Exception, match="written by another config"):
-        checkpoint_problem(tmp_path / "last.ckpt", "fp")
 
 
 def test_fingerprint_ignores_paths_and_progress_but_not_results(tmp_path):

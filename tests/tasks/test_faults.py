@@ -13,7 +13,7 @@ import pytest
 from odimo.errors import ConfigError, TrainingDivergedError
 from odimo.io import DiskFullError, config_fingerprint
 from odimo.io import atomic as files
-from odimo.tasks import phases
+from odimo.pipeline import fit
 from odimo.tasks.train import run
 from tests.tasks.helpers import train_cfg
 
@@ -35,8 +35,8 @@ class _CrashIn(L.Callback):
 
 
 def _with(monkeypatch, callback: L.Callback) -> None:
-    real = phases.progress_callbacks
-    monkeypatch.setattr(phases, "progress_callbacks", lambda cfg: [*real(cfg), callback])
+    real = fit.progress_callbacks
+    monkeypatch.setattr(fit, "progress_callbacks", lambda cfg: [*real(cfg), callback])
 
 
 def _versions(phase_dir):
@@ -127,6 +127,6 @@ def test_compile_key_compiles_the_network_in_place(tmp_path):
     spec = model_spec(cfg.model, cfg.dataset.input_size, cfg.dataset.num_classes)
     module = WarmupModule(build_model(spec, "float"), spec.num_classes, {})
     names = list(module.state_dict())
-    phases.maybe_compile(module, bool(cfg.compile))
+    fit.maybe_compile(module, bool(cfg.compile))
     assert module.model._compiled_call_impl is not None
     assert list(module.state_dict()) == names  # checkpoints keep their keys

@@ -17,8 +17,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from odimo.analysis.pareto import non_dominated
+from odimo.analysis.sweep_fronts import CSV_COLUMNS
 from odimo.errors import ConfigError, OdimoError
-from odimo.tasks.pareto import CSV_COLUMNS, run
+from odimo.tasks.pareto import run
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -67,14 +67,14 @@ def test_larger_strength_never_hands_over_a_more_expensive_mapping(shared):
 
 def test_per_step_temperature_resumes_exactly(shared, monkeypatch):
     """A search killed after its first epoch and re-run ends where an uninterrupted one ends."""
-    from odimo.tasks import phases
+    from odimo.pipeline import fit
     from tests.tasks.test_train_task import _Crash, _CrashAtEpoch
 
     two = (*SHORT[:1], *SHORT[2:], "search.epochs=2", "phases=[warmup,search]")
     run(train_cfg(shared, *two, run="t_full"))
-    crash, real = _CrashAtEpoch(1), phases.progress_callbacks
+    crash, real = _CrashAtEpoch(1), fit.progress_callbacks
     monkeypatch.setattr(
-        phases, "progress_callbacks", lambda cfg: [*real(cfg), crash] if crash.epoch else real(cfg)
+        fit, "progress_callbacks", lambda cfg: [*real(cfg), crash] if crash.epoch else real(cfg)
     )
     with pytest.raises(_Crash):
         run(train_cfg(shared, *two, run="t_cut"))

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from odimo.errors import CheckpointError, ConfigError, TrainingDivergedError
 from odimo.models import load_mapped
 from odimo.nn.mapping import Mapping
-from odimo.tasks import phases
+from odimo.pipeline import fit
 from odimo.tasks.train import run
 from tests.tasks.helpers import train_cfg
 
@@ -142,12 +142,12 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, monkeypatc
     full = _search_checkpoint(tmp_path, "full")
     # the same job, crashed at the start of the search's second epoch, then run again
     crash = _CrashAtEpoch(1)
-    real = phases.progress_callbacks
+    real = fit.progress_callbacks
 
     def with_crash(cfg):
         return [*real(cfg), crash] if crash.epoch is not None else real(cfg)
 
-    monkeypatch.setattr(phases, "progress_callbacks", with_crash)
+    monkeypatch.setattr(fit, "progress_callbacks", with_crash)
     with pytest.raises(_Crash):
         run(train_cfg(tmp_path, *args, run="cut"))
     cut = tmp_path / "cut"

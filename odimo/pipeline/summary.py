@@ -17,7 +17,7 @@ from odimo.io import atomic_write_text, is_rank_zero
 from odimo.nn import NetworkCost
 from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.mapping import model_mapping
-from odimo.tasks.phases import eval_trainer
+from odimo.pipeline.fit import eval_trainer
 
 
 def print_config(cfg: DictConfig) -> None:

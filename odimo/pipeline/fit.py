@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import warnings
 from pathlib import Path
@@ -145,6 +143,44 @@ def finish_wandb() -> None:
         return
     if wandb.run is not None:
         wandb.finish()
+
+
+#: Trainer keys that change how a phase is logged or printed, never what it trains.
+TRAINER_DISPLAY_KEYS = (
+    "log_every_n_steps",
+    "enable_model_summary",
+    "enable_progress_bar",
+    "num_sanity_val_steps",
+)
+
+
+def world_size(trainer_cfg: dict) -> int:
+    """Processes that train together: devices (resolved like Lightning's `auto`) × nodes."""
+    devices = trainer_cfg.get("devices", "auto")
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif isinstance(devices, str) and "," in devices:
+        count = len([d for d in devices.split(",") if d.strip()])
+    elif str(devices).strip().lstrip("-").isdigit() and int(devices) > 0:
+        count = int(devices)
+    elif accelerator != "cpu" and torch.cuda.is_available():  # "auto" or -1 on a GPU machine
+        count = torch.cuda.device_count()
+    else:
+        count = 1
+    return count * int(trainer_cfg.get("num_nodes", 1) or 1)
+
+
+def trainer_recipe(cfg: DictConfig) -> dict:
+    """What of the trainer changes a phase's result: every trainer key but the display ones,
+    the world size and the global batch (batch size × processes × accumulated batches)."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in TRAINER_DISPLAY_KEYS:
+        trainer.pop(key, None)
+    size = world_size(trainer)
+    batch = int(cfg.dataset.datamodule.get("batch_size", 1))
+    accumulate = int(trainer.get("accumulate_grad_batches", 1) or 1)
+    return {**trainer, "world_size": size, "global_batch": batch * size * accumulate}
 
 
 def checkpoint_callbacks(ckpt_dir: Path, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
@@ -307,19 +343,6 @@ def resume_checkpoint(ckpt_dir: Path, fingerprint: str, phase: str) -> str | Non
         if is_rank_zero():
             path.replace(path.with_suffix(".corrupt"))
     return None
-
-
-def warmup_key(cfg: DictConfig) -> str:
-    """Cache key of the float warm-up: dataset, model, seed and warm-up recipe."""
-    recipe = {
-        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "seed": int(cfg.seed),
-        "warmup": OmegaConf.to_container(cfg.warmup, resolve=True),
-    }
-    recipe["dataset"]["datamodule"].pop("num_workers", None)
-    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{cfg.dataset.name}_{cfg.model.name}_seed{cfg.seed}_{digest}"
 
 
 def save_state(path: Path, module: torch.nn.Module, info: dict[str, Any]) -> None:

@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Pareto analysis of a finished sweep (the sweep mode of the Pareto task).
+
+Fronts are computed over ALL finished jobs (search points and baselines together), one for
+latency and one for energy, on VALIDATION accuracy; test accuracy is only reported. Each front
+gives its representatives, the best job under each budget and its hypervolume.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odimo.analysis.pareto import (
+    best_under_budgets,
+    default_budgets,
+    hypervolume,
+    non_dominated,
+    select_representatives,
+)
+
+log = logging.getLogger(__name__)
+
+CRITERION = "val_acc_hard"
+#: Columns of pareto.csv, in order.
+CSV_COLUMNS = (
+    "label",
+    "kind",
+    "baseline",
+    "reg",
+    "strength",
+    "val_acc_hard",
+    "test_acc_hard",
+    "latency_ms",
+    "latency_cycles",
+    "energy_uj",
+    "analog_frac",
+    "on_front_latency",
+    "on_front_energy",
+    "selected",
+    "job_dir",
+)
+#: Columns of budgets.csv, in order.
+BUDGET_COLUMNS = ("metric", "budget", "label", "cost", "val_acc_hard", "test_acc_hard")
+#: pareto.csv column <- metrics.json key.
+METRIC_KEYS = {
+    "val_acc_hard": "final/val/acc_hard",
+    "test_acc_hard": "final/test/acc_hard",
+    "latency_ms": "final/cost/latency_hard_ms",
+    "latency_cycles": "final/cost/latency_hard_cycles",
+    "energy_uj": "final/cost/energy_hard_uj",
+    "analog_frac": "final/arch/analog_frac",
+}
+#: The two fronts: name -> (cost column, axis label, budgets config key, hypervolume ref key).
+FRONTS = {
+    "latency": ("latency_ms", "latency (ms)", "latency_budgets_ms", "hypervolume_ref_latency_ms"),
+    "energy": ("energy_uj", "energy (µJ)", "energy_budgets_uj", "hypervolume_ref_energy_uj"),
+}
+DEFAULT_BUDGET_COUNT = 5
+#: Default hypervolume reference cost = this factor × the largest observed cost.
+DEFAULT_REF_FACTOR = 2.0
+
+
+def _relative(job_dir: str, sweep_dir: Path) -> str:
+    """Job dir relative to the sweep dir (posix), absolute when it lies elsewhere."""
+    try:
+        return Path(job_dir).relative_to(sweep_dir).as_posix() or "."
+    except ValueError:
+        return job_dir
+
+
+def job_rows(jobs: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]]:
+    """One pareto.csv row per job (flags still False), search jobs first, by reg and strength.
+
+    A cost that is not > 0 cannot sit on a log axis: it becomes NaN, with a warning.
+    """
+    rows = []
+    for job in jobs:
+        row = {
+            "label": job["label"],
+            "kind": job["kind"],
+            "baseline": job["baseline"],
+            "reg": job["reg"],
+            "strength": job["strength"],
+            **{col: job[key] for col, key in METRIC_KEYS.items()},
+            "on_front_latency": False,
+            "on_front_energy": False,
+            "selected": False,
+            "job_dir": _relative(job["job_dir"], sweep_dir),
+        }
+        for col in ("latency_ms", "energy_uj"):
+            if math.isfinite(row[col]) and row[col] <= 0:
+                log.warning(
+                    "job %s has %s = %g <= 0: kept off the fronts", job["job_dir"], col, row[col]
+                )
+                row[col] = math.nan
+        rows.append(row)
+
+    def order(row: dict[str, Any]) -> tuple:
+        strength = row["strength"] if math.isfinite(row["strength"]) else math.inf
+        return (
+            row["kind"] == "baseline",
+            str(row["reg"]),
+            strength,
+            str(row["baseline"]),
+            row["label"],
+        )
+
+    return sorted(rows, key=order)
+
+
+def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
+    """A float column of the rows."""
+    return np.array([row[key] for row in rows], dtype=float)
+
+
+def analyse_front(
+    rows: list[dict[str, Any]],
+    name: str,
+    k: int,
+    budgets: list[float] | None,
+    ref_cost: float | None,
+) -> dict[str, Any]:
+    """Front, representatives, budget table and hypervolume of one cost; sets the row flags."""
+    cost_col = FRONTS[name][0]
+    cost, acc = _column(rows, cost_col), _column(rows, CRITERION)
+    front = non_dominated(cost, acc)
+    for row, flag in zip(rows, front, strict=True):
+        row[f"on_front_{name}"] = bool(flag)
+    chosen = select_representatives(cost, acc, front, k)
+    valid = np.isfinite(cost) & np.isfinite(acc)
+    if budgets is None:
+        budgets = default_budgets(cost, acc, DEFAULT_BUDGET_COUNT)
+    if ref_cost is None:
+        ref_cost = DEFAULT_REF_FACTOR * float(cost[valid].max()) if valid.any() else 1.0
+    budget_rows = []
+    for hit in best_under_budgets(cost, acc, budgets):
+        row = rows[hit["index"]] if hit["index"] is not None else None
+        budget_rows.append(
+            {
+                "metric": name,
+                "budget": hit["budget"],
+                "label": row["label"] if row else None,
+                "cost": hit["cost"],
+                "val_acc_hard": row["val_acc_hard"] if row else None,
+                "test_acc_hard": row["test_acc_hard"] if row else None,
+            }
+        )
+    return {
+        "selected": chosen,
+        "budgets": budget_rows,
+        "hypervolume": hypervolume(cost, acc, ref_cost),
+        "ref_cost": ref_cost,
+        "n_front": int(front.sum()),
+    }
+
+
+def analyse_sweep(
+    rows: list[dict[str, Any]],
+    k: int,
+    budgets: dict[str, list[float] | None],
+    hv_refs: dict[str, float | None],
+) -> dict[str, dict[str, Any]]:
+    """Both fronts of the rows (flags set in place); the latency choice marks `selected`."""
+    fronts = {name: analyse_front(rows, name, k, budgets[name], hv_refs[name]) for name in FRONTS}
+    for i in fronts["latency"]["selected"]:
+        rows[i]["selected"] = True
+    return fronts
+
+
+def sweep_selection(
+    rows: list[dict[str, Any]], fronts: dict[str, dict[str, Any]], k: int
+) -> dict[str, Any]:
+    """The content of selection.json: the chosen rows per front and the hypervolumes."""
+    return {
+        "k": k,
+        "criterion": CRITERION,
+        # Membership in these lists is the selection; the rows' own `selected` flag is dropped
+        # because in pareto.csv it only marks the latency choice.
+        **{
+            name: [{k: v for k, v in rows[i].items() if k != "selected"} for i in front["selected"]]
+            for name, front in fronts.items()
+        },
+        "hypervolume_log10cost": {name: front["hypervolume"] for name, front in fronts.items()},
+        "hypervolume_ref": {
+            **{FRONTS[name][0]: front["ref_cost"] for name, front in fronts.items()},
+            "acc": 0.0,
+        },
+    }

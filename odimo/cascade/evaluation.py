@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Evaluating a (little, big) cascade from cached predictions: curves, threshold, test report.
+
+The threshold is chosen on the VALIDATION split (or fixed by the user) and reported on test;
+`evaluate_cascade` returns the content of cascade.json (see docs/cascade.md for every field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odimo.cascade.curve import Curve, build_curve, choose_budget, choose_max_acc, choose_near_big
+from odimo.cascade.expected_cost import NetCost, worst_case_cost
+from odimo.cascade.preds import SPLITS, Predictions, check_pair, info_cost, load_run
+from odimo.cascade.routing import PairOutputs, at_threshold, pair_outputs, threshold_grid
+from odimo.cascade.stream import memory_report
+from odimo.errors import ConfigError
+from odimo.io import json_safe
+
+FORMAT = "odimo.cascade/1"
+
+
+@dataclass(frozen=True)
+class CascadeOptions:
+    """Settings of a cascade evaluation (the keys of conf/cascade.yaml, validated)."""
+
+    little: Path
+    big: Path | None
+    score: str
+    postcheck: bool
+    threshold: float | None
+    choose: str
+    epsilon: float
+    cost_metric: str
+    budget: dict[str, float | None]
+    thresholds: int
+    memory: str
+    memory_cfg: dict[str, Any] = field(default_factory=dict)
+    lookup: NetCost = NetCost(0.0, 0.0)
+    out_dir: Path = Path(".")
+
+
+@dataclass
+class Pair:
+    """Both networks' predictions per split, infos and costs (big = None: a single network)."""
+
+    little: dict[str, Predictions]
+    big: dict[str, Predictions]
+    infos: tuple[dict[str, Any], dict[str, Any] | None]
+    costs: tuple[NetCost, NetCost]
+
+    def outputs(self, split: str, score: str, postcheck: bool) -> PairOutputs:
+        little, big = self.little[split], self.big[split]
+        return pair_outputs(little.logits, big.logits, little.labels, score, postcheck)
+
+
+def load_pair(opts: CascadeOptions) -> Pair:
+    """Load and cross-check the predictions of both networks on val and test."""
+    little, big, infos = {}, {}, [None, None]
+    for split in SPLITS:
+        little[split], infos[0] = load_run(opts.little, split)
+        if opts.big is None:  # a single-network run: "big" never runs and costs nothing
+            big[split] = little[split]
+            continue
+        big[split], infos[1] = load_run(opts.big, split)
+        check_pair(little[split], big[split])
+    if infos[1] is not None and infos[0].get("dataset") != infos[1].get("dataset"):
+        raise ConfigError(
+            f"little is on {infos[0].get('dataset')} but big on {infos[1].get('dataset')}"
+        )
+    costs = (info_cost(infos[0]), info_cost(infos[1]) if infos[1] else NetCost(0.0, 0.0))
+    return Pair(little, big, (infos[0], infos[1]), costs)
+
+
+def choose_all(opts: CascadeOptions, curve: Curve, acc_big: float) -> dict[str, int | None]:
+    """Index into the validation curve of each of the three choices (None: infeasible)."""
+    has_budget = any(v is not None for v in opts.budget.values())
+    return {
+        "max_acc": choose_max_acc(curve),
+        "budget": choose_budget(curve, **opts.budget) if has_budget else None,
+        "near_big": choose_near_big(curve, acc_big, opts.epsilon, opts.cost_metric),
+    }
+
+
+def _split_point(pair: Pair, opts: CascadeOptions, split: str, threshold: float) -> dict:
+    """Accuracy, big share and expected costs (no memory) of one split at one threshold."""
+    acc, p_big = at_threshold(pair.outputs(split, opts.score, opts.postcheck), threshold)
+    little, big = pair.costs
+    out = {"acc": acc, "p_big": p_big}
+    for metric, key in (("latency_ms", "latency_expected_ms"), ("energy_uj", "energy_expected_uj")):
+        out[key] = little.get(metric) + p_big * big.get(metric) + opts.lookup.get(metric)
+    return out
+
+
+def pick_threshold(opts: CascadeOptions, pair: Pair, val_curve: Curve) -> tuple[float, str, dict]:
+    """The threshold to report, where it comes from, and all three choices (val and test)."""
+    acc_big = pair.big["val"].acc
+    indices = choose_all(opts, val_curve, acc_big) if opts.big is not None else {}
+    choices = {}
+    for name, index in indices.items():
+        if index is None:
+            choices[name] = None
+            continue
+        t = float(val_curve.thresholds[index])
+        choices[name] = {
+            "threshold": t,
+            "val": val_curve.row(index),
+            "test": _split_point(pair, opts, "test", t),
+        }
+    if opts.big is None:
+        return 0.0, "single network", choices
+    if opts.threshold is not None:
+        return opts.threshold, "fixed", choices
+    if choices[opts.choose] is None:
+        raise ConfigError(
+            f"no threshold satisfies choose={opts.choose} on val (loosen the budget or epsilon)"
+        )
+    return choices[opts.choose]["threshold"], f"val:{opts.choose}", choices
+
+
+def test_report(opts: CascadeOptions, pair: Pair, threshold: float) -> dict[str, Any]:
+    """The test block of cascade.json (with the memory's stream figures when one is used)."""
+    little, big = pair.little["test"], pair.big["test"]
+    point = _split_point(pair, opts, "test", threshold)
+    oracle = pair.outputs("test", "oracle", opts.postcheck)
+    acc_oracle, p_big_oracle = at_threshold(oracle, 1.0)
+    report: dict[str, Any] = {
+        **point,
+        "acc_little": little.acc,
+        "acc_big": big.acc if opts.big is not None else None,
+        "acc_oracle": acc_oracle if opts.big is not None else None,
+        "p_big_oracle": p_big_oracle if opts.big is not None else None,
+        "hit_rate": 0.0,
+        "n": len(little),
+    }
+    c_little, c_big = pair.costs
+    if opts.memory != "none":
+        mem = memory_report(
+            pair.infos,
+            (little, big),
+            score=opts.score,
+            postcheck=opts.postcheck,
+            threshold=threshold,
+            memory=opts.memory,
+            cfg=opts.memory_cfg,
+        )
+        report.update(acc_no_memory=point["acc"], p_big_no_memory=point["p_big"])
+        report.update(acc=mem["acc"], p_big=mem["p_big"], hit_rate=mem["hit_rate"])
+        report["memory"] = mem
+        for metric, key in (
+            ("latency_ms", "latency_expected_ms"),
+            ("energy_uj", "energy_expected_uj"),
+        ):
+            report[key] = (1 - mem["hit_rate"]) * (
+                c_little.get(metric) + mem["p_big"] * c_big.get(metric)
+            ) + opts.lookup.get(metric)
+    for metric, unit in (("latency", "ms"), ("energy", "uj")):
+        key = f"{metric}_{unit}"
+        report[f"{metric}_worst_{unit}"] = worst_case_cost(
+            c_little.get(key), c_big.get(key), opts.lookup.get(key)
+        )
+        report[f"{metric}_little_{unit}"] = c_little.get(key)
+        report[f"{metric}_big_{unit}"] = c_big.get(key) if opts.big is not None else None
+        if opts.big is not None:
+            report[f"{metric}_saving_vs_big"] = 1 - report[f"{metric}_expected_{unit}"] / c_big.get(
+                key
+            )
+    return report
+
+
+def _net(info: dict[str, Any] | None, cost: NetCost) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    keep = ("name", "source", "run_dir", "model", "dataset")
+    return {
+        **{k: info.get(k) for k in keep},
+        "latency_ms": cost.latency_ms,
+        "energy_uj": cost.energy_uj,
+    }
+
+
+def evaluate_cascade(opts: CascadeOptions) -> tuple[dict[str, Any], dict[str, Curve], Pair]:
+    """The cascade.json content, the val/test curves and the loaded pair."""
+    pair = load_pair(opts)
+    grid = threshold_grid(opts.thresholds)
+    curves = {
+        s: build_curve(
+            pair.outputs(s, opts.score, opts.postcheck), grid, *pair.costs, lookup=opts.lookup
+        )
+        for s in SPLITS
+    }
+    threshold, source, choices = pick_threshold(opts, pair, curves["val"])
+    names = (pair.infos[0].get("name"), (pair.infos[1] or {}).get("name"))
+    label = (
+        names[0]
+        if opts.big is None
+        else (f"{names[0]}→{names[1]} {opts.score}{'+pc' if opts.postcheck else ''}")
+    )
+    result = {
+        "format": FORMAT,
+        "label": label,
+        "little": _net(pair.infos[0], pair.costs[0]),
+        "big": _net(pair.infos[1], pair.costs[1]),
+        "dataset": pair.infos[0].get("dataset"),
+        "score": opts.score,
+        "postcheck": opts.postcheck,
+        "memory": opts.memory,
+        "threshold": threshold,
+        "threshold_source": source,
+        "val": {
+            **_split_point(pair, opts, "val", threshold),
+            "acc_little": pair.little["val"].acc,
+            "acc_big": pair.big["val"].acc if opts.big is not None else None,
+        },
+        "test": test_report(opts, pair, threshold),
+        "choices": choices,
+        "settings": {
+            "epsilon": opts.epsilon,
+            "cost_metric": opts.cost_metric,
+            "budget": opts.budget,
+            "thresholds": opts.thresholds,
+            "lookup": {"latency_ms": opts.lookup.latency_ms, "energy_uj": opts.lookup.energy_uj},
+            "memory_stream": opts.memory_cfg if opts.memory != "none" else None,
+        },
+    }
+    return json_safe(result), curves, pair

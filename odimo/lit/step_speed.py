@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Speed of the phase modules' training steps, relative to a plain float step.
+
+One process builds the same architecture three times:
+
+- `float`: conv-BN-ReLU trained with SGD (`WarmupModule`, the warm-up phase);
+- `search`: the search form folded from the float model, loss = CE + strength·latency, three
+  optimizers (`SearchModule`);
+- `finetune`: the mapped form under the `min_latency_max8` baseline (both units active in some
+  layers), weights and quantizers trained (`FinetuneModule`).
+
+One step is exactly what training runs per batch: `module.losses(batch)` (the loss of
+`training_step`), `backward()`, `optimizer.step()`, `optimizer.zero_grad(set_to_none=True)`, on
+one fixed random batch already on the device. The variants are timed interleaved (one block of
+steps of each in turn, repeated), so that load from other processes hits all of them alike; the
+reported throughput is the median over blocks. A fourth timed item is the vectorised cost alone
+(`regularizer(network)` forward + backward), reported relative to the float step (`cost_ratio`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from odimo.errors import ConfigError
+from odimo.lit.modules import FinetuneModule, SearchModule, WarmupModule
+from odimo.models import ModelSpec, build_model, fold_float_into, searchable_names, to_mapped
+from odimo.nn.baselines import baseline_mapping
+from odimo.nn.network_cost import NetworkCost, make_regularizer
+
+#: Input size [C, H, W] and classes of each model in the paper (its dataset).
+PAPER_SIZES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "res20": ((3, 32, 32), 10),
+    "res18": ((3, 64, 64), 200),
+    "mbv1": ((3, 96, 96), 2),
+}
+
+#: Mapping of the fine-tune variant: mixed layers (digital and analog channels in one conv).
+FINETUNE_MAPPING = "min_latency_max8"
+
+#: Optimizer recipes of the three phases (as conf/train.yaml; the lr values do not change speed).
+OPTIM = {
+    "float": {"weights": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}},
+    "search": {
+        "weights": {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4},
+        "alpha": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
+        "quant": {"name": "sgd", "lr": 1e-5, "momentum": 0.0},
+    },
+    "finetune": {
+        "weights": {"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-4},
+        "quant": {"name": "sgd", "lr": 1e-5, "momentum": 0.0},
+    },
+}
+
+VARIANTS = ("float", "search", "finetune")
+
+
+def resolve_spec(model: str, input_size, num_classes: int | None = None) -> ModelSpec:
+    """Model spec at the paper's input size, or at `input_size` [C, H, W] if given."""
+    if model not in PAPER_SIZES:
+        raise ConfigError(f"unknown model {model!r} (choose from: {', '.join(PAPER_SIZES)})")
+    size, classes = PAPER_SIZES[model]
+    if input_size is not None:
+        size = tuple(int(v) for v in input_size)
+        if len(size) != 3 or min(size) <= 0:
+            raise ConfigError(f"input_size must be [C, H, W] of positive ints, got {size}")
+    return ModelSpec(model, size, int(num_classes or classes))
+
+
+class Variant:
+    """A model in its LightningModule with its optimizer, and the step that training runs."""
+
+    def __init__(self, name: str, module, optimizer: torch.optim.Optimizer):
+        self.name = name
+        self.module = module
+        self.optimizer = optimizer
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        loss = self.module.losses(batch)[0]
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def build_variants(
+    spec: ModelSpec, platform, reg: str, strength: float, device: torch.device, channels_last: bool
+) -> tuple[dict[str, Variant], Callable[[], None]]:
+    """The three variants on `device`, and the cost forward+backward step of the search one."""
+    float_model = build_model(spec, "float")
+    search_model = build_model(spec, "search", platform)
+    fold_float_into(search_model, float_model)
+    network = NetworkCost(search_model, platform, spec.input_size)
+    regularizer = make_regularizer(reg, strength)
+    mapping = baseline_mapping(
+        FINETUNE_MAPPING, network.geometry, platform, searchable_names(search_model)
+    )
+    mapped_model = to_mapped(search_model, platform, mapping)
+
+    modules = {
+        "float": WarmupModule(float_model, spec.num_classes, OPTIM["float"]),
+        "search": SearchModule(
+            search_model, spec.num_classes, OPTIM["search"], network, regularizer
+        ),
+        "finetune": FinetuneModule(mapped_model, spec.num_classes, OPTIM["finetune"]),
+    }
+    variants = {}
+    for name, module in modules.items():
+        module.to(device)
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+        module.train()
+        variants[name] = Variant(name, module, module.configure_optimizers()["optimizer"])
+
+    alphas = [p for n, p in search_model.named_parameters() if n.endswith(".alpha")]
+
+    def cost_step() -> None:
+        regularizer(network).backward()
+        for p in alphas:
+            p.grad = None
+
+    return variants, cost_step
+
+
+def try_compile(variants: dict[str, Variant], batch) -> list[str]:
+    """Wrap each variant's network with `torch.compile`; keep the eager one where it fails."""
+    notes = []
+    for v in variants.values():
+        eager = v.module.model
+        v.module.model = torch.compile(eager)
+        try:
+            v.step(batch)
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
+            v.module.model = eager
+            v.optimizer.zero_grad(set_to_none=True)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            notes.append(
+                f"note: torch.compile failed for {v.name} ({type(err).__name__}: "
+                f"{first[:120]}); timing it eagerly"
+            )
+    return notes
+
+
+def time_interleaved(
+    items: dict[str, Callable[[], None]], steps: int, warmup: int, sync: Callable[[], None]
+) -> dict[str, list[float]]:
+    """Seconds per step of each item: `warmup` untimed steps each, then round-robin blocks.
+
+    Returns, per item, the mean seconds per step of every block (one value per block).
+    """
+    for fn in items.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    block = max(1, steps // 5)
+    blocks = math.ceil(steps / block)
+    out: dict[str, list[float]] = {k: [] for k in items}
+    for _ in range(blocks):
+        for name, fn in items.items():
+            sync()
+            start = time.perf_counter()
+            for _ in range(block):
+                fn()
+            sync()
+            out[name].append((time.perf_counter() - start) / block)
+    return out
+
+
+def step_speeds(seconds: dict[str, list[float]], batch_size: int) -> dict[str, float]:
+    """Median img/s of each variant and the cost step's median ratio to a float step.
+
+    Ratios are taken block by block (both items saw the same load), then the median.
+    """
+    img_s = {n: statistics.median(batch_size / s for s in seconds[n]) for n in VARIANTS}
+    cost_ratio = statistics.median(c / f for c, f in zip(seconds["cost"], seconds["float"]))
+    return {**{f"{n}_img_s": v for n, v in img_s.items()}, "cost_ratio": cost_ratio}
