@@ -2,14 +2,14 @@
 """Characterize sampled networks without training: size, MACs, host latency, platform costs.
 
 One JSON record per network (`records/<space>_<law>_<id>.json`) holds everything measured for
-it; `catalogue.csv` is the flat table of all records of a folder, one row per network. A record
-is written atomically once its network is measured, so an interrupted run loses at most one
-network and a re-run skips what is there.
+it, with the inputs and fingerprints of each target's measurement (`requests.py`);
+`catalogue.csv` is the flat table of all records of a folder, one row per network. Records are
+written atomically once their group of networks is measured (`measure.py`), so an interrupted
+run loses at most one group and a re-run skips what is there with the same inputs.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -19,29 +19,32 @@ from typing import Any
 
 import torch
 
-from odimo.characterization.timing import measure_latency
+from odimo.characterization.timing import LatencyStats
 from odimo.errors import OdimoError
 from odimo.hw.geometry import GeometryTable, LayerGeometry, record_geometry
 from odimo.hw.platform import Platform
-from odimo.io import atomic_path, atomic_write_text
+from odimo.io import atomic_write_text, write_records_csv
 from odimo.models.build import ModelSpec, build_model, make_options, searchable_names
 from odimo.nn.baselines import baseline_mapping
 
-FORMAT = "odimo.catalogue/1"
+FORMAT = "odimo.catalogue/2"
+#: Record formats this version reads (a /1 record carries no inputs: it is measured again).
+READ_FORMATS = ("odimo.catalogue/1", FORMAT)
 #: Host "platforms" timed with the latency harness (name -> torch device).
 HOST_DEVICES = {"host_cpu": "cpu", "host_gpu": "cuda"}
 #: Leading columns of catalogue.csv; platform columns follow in record order.
-ID_COLUMNS = ("key", "space", "law", "id", "params", "macs", "layers")
+ID_COLUMNS = ("key", "space", "law", "id", "input_size", "params", "macs", "layers")
 
 
 @dataclass(frozen=True)
 class TimingOptions:
-    """Latency harness settings of a characterization."""
+    """Latency harness settings of a characterization (see conf/characterize.yaml)."""
 
     batch: int = 1
-    repeats: int = 30
+    repeats: int = 30  # rounds: each network is timed once per round, median over rounds
     warmup: int = 5
     threads: int = 1
+    group: int = 64  # networks timed against each other (records written after each group)
 
 
 def net_key(space: str, law: str, net_id: int) -> str:
@@ -77,54 +80,28 @@ def platform_costs(
     return out
 
 
-def host_latency(
-    model: torch.nn.Module, name: str, input_size: tuple[int, ...], timing: TimingOptions
-) -> dict[str, float]:
-    """`<name>_ms` (median) plus mean/std/p95 and the load of the harness on a host device."""
-    device = torch.device(HOST_DEVICES[name])
-    model = model.to(device)
-    stats = measure_latency(
-        model,
-        torch.randn(timing.batch, *input_size, device=device),
-        repeats=timing.repeats,
-        warmup=timing.warmup,
-        threads=timing.threads,
-    )
+def host_columns(name: str, stats: LatencyStats) -> dict[str, float]:
+    """`<name>_ms` (median over the rounds) plus mean/std/p95 and the load during the timing."""
     return {
         f"{name}_ms": stats.median_ms,
         f"{name}_mean_ms": stats.mean_ms,
         f"{name}_std_ms": stats.std_ms,
         f"{name}_p95_ms": stats.p95_ms,
         f"{name}_load": stats.load_1min,
+        f"{name}_busy_others": stats.busy_others,
     }
 
 
-def characterize(
-    space: str,
-    law: str,
-    net_id: int,
-    input_size: tuple[int, int, int],
-    num_classes: int,
-    targets: dict[str, Platform | None],
-    mappings: Sequence[str],
-    timing: TimingOptions,
-) -> dict[str, Any]:
-    """The record of one network: identity, architecture, size and every target's costs.
-
-    `targets` maps a name to a cost-model platform, or to None for a host device (timed).
-    """
+def build_network(
+    space: str, law: str, net_id: int, input_size: tuple[int, int, int], num_classes: int
+) -> tuple[torch.nn.Module, list[LayerGeometry], dict[str, Any]]:
+    """The float network, its geometry and its record without costs (identity, size, MACs)."""
     spec = ModelSpec(
         "sampled", input_size, num_classes, make_options({"space": space, "law": law, "id": net_id})
     )
     model = build_model(spec, "float")
     geometry = record_geometry(model, input_size)
-    costs: dict[str, float] = {}
-    for name, platform in targets.items():
-        if platform is None:
-            costs.update(host_latency(model, name, input_size, timing))
-        else:
-            costs.update(platform_costs(model, geometry, platform, mappings))
-    return {
+    record = {
         "format": FORMAT,
         "key": net_key(space, law, net_id),
         "space": space,
@@ -136,9 +113,10 @@ def characterize(
         "params": sum(p.numel() for p in model.parameters()),
         "macs": macs(geometry),
         "layers": len(geometry),
-        "targets": sorted(targets),
-        "costs": costs,
+        "costs": {},
+        "columns": {},
     }
+    return model, geometry, record
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -152,14 +130,16 @@ def load_record(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise OdimoError(f"{path} is not a readable catalogue record ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READ_FORMATS:
         raise OdimoError(f"{path} is not an odimo catalogue record (format {FORMAT!r})")
     return data
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
     """A catalogue.csv row: identity columns, then every cost and any joined result."""
-    row = {col: record[col] for col in ID_COLUMNS}
+    row = {col: record.get(col) for col in ID_COLUMNS}
+    if isinstance(row["input_size"], list):  # one cell: C x H x W
+        row["input_size"] = "x".join(str(v) for v in row["input_size"])
     row.update(record.get("costs", {}))
     row.update(record.get("results", {}))
     return row
@@ -173,12 +153,7 @@ def write_catalogue_csv(out_dir: Path) -> tuple[Path, int]:
     columns = list(ID_COLUMNS)
     for row in rows:
         columns += [c for c in row if c not in columns]
-    path = out_dir / "catalogue.csv"
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+    path = write_records_csv(out_dir / "catalogue.csv", columns, rows, cell=_cell)
     return path, len(rows)
 
 

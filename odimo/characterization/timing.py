@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform as host_platform
+import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ class LatencyStats:
     threads: int
     device: str
     load_1min: float
+    #: Share of the host's CPU time used by other processes during the measurement (0..1).
+    busy_others: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -126,6 +129,108 @@ def measure_latency(
             model.train()
     load = max(load, _load())
     return summarize(times, warmup=warmup, threads=threads, device=str(device), load_1min=load)
+
+
+def cpu_counters() -> tuple[float, float, float] | None:
+    """(wall s, busy CPU s of the whole host, CPU s of this process); None without /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    return time.perf_counter(), (sum(fields[:8]) - idle) / tick, time.process_time()
+
+
+def busy_others(start, end) -> float:
+    """Share of all cores' time that OTHER processes kept busy between two `cpu_counters()`
+    (NaN where the OS does not report it): the load that the measurement competed with."""
+    if start is None or end is None or end[0] <= start[0]:
+        return float("nan")
+    others = (end[1] - start[1]) - (end[2] - start[2])
+    return min(max(others / ((end[0] - start[0]) * (os.cpu_count() or 1)), 0.0), 1.0)
+
+
+def _device(args: Sequence[Tensor]) -> torch.device:
+    return args[0].device if args else torch.device("cpu")
+
+
+def _rounds(items, devices, rounds, warmup, rng, clock) -> tuple[dict[str, list[float]], float]:
+    """Per-network times (s) of the timed passes, and the highest load average seen."""
+
+    def sync(key: str) -> None:
+        if devices[key].type == "cuda":
+            torch.cuda.synchronize(devices[key])
+
+    keys, load = list(items), _load()
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    for key in keys:
+        model, args = items[key]
+        for _ in range(warmup):
+            model(*args)
+        sync(key)
+    for _ in range(rounds):
+        for key in rng.sample(keys, len(keys)):
+            model, args = items[key]
+            model(*args)  # discarded: the network's weights back in the caches
+            sync(key)
+            began = clock()
+            model(*args)
+            sync(key)
+            times[key].append(clock() - began)
+        load = max(load, _load())
+    return times, load
+
+
+def measure_interleaved(
+    items: dict[str, tuple[Callable[..., object], Sequence[Tensor]]],
+    *,
+    rounds: int = 30,
+    warmup: int = 5,
+    threads: int = 1,
+    seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, LatencyStats]:
+    """Time several networks against each other: `rounds` rounds, each network timed once per
+    round, in a new seeded random order every round; the median over rounds is the latency.
+
+    Drift of the host's load during the measurement then hits every network alike instead of
+    lining up with the plan order (space, law, id). Each network first runs `warmup` discarded
+    passes; in every round it runs one discarded pass (its weights back in the caches) right
+    before its timed one. All networks share the round's load figures: `load_1min` (the highest
+    1-minute load average seen) and `busy_others` (other processes' CPU share over the rounds).
+    """
+    if rounds < 1 or warmup < 0 or threads < 1:
+        raise ValueError(
+            f"need rounds >= 1, warmup >= 0, threads >= 1; got {rounds}, {warmup}, {threads}"
+        )
+    keys = list(items)
+    devices = {k: _device(args) for k, (_, args) in items.items()}
+    modes = {k: getattr(m, "training", None) for k, (m, _) in items.items()}
+    for model, _ in items.values():
+        if isinstance(model, nn.Module):
+            model.eval()
+    start = cpu_counters()
+    try:
+        with fixed_threads(threads), torch.inference_mode():
+            times, load = _rounds(items, devices, rounds, warmup, random.Random(seed), clock)
+    finally:
+        for key, (model, _) in items.items():
+            if isinstance(model, nn.Module) and modes[key]:
+                model.train()
+    busy = busy_others(start, cpu_counters())
+    return {
+        key: summarize(
+            times[key],
+            warmup=warmup,
+            threads=threads,
+            device=str(devices[key]),
+            load_1min=load,
+            busy_others=busy,
+        )
+        for key in keys
+    }
 
 
 def host_info(threads: int | None = None) -> dict:

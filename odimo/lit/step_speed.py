@@ -169,6 +169,37 @@ def time_interleaved(
     return out
 
 
+def time_steps(
+    variants: dict[str, Variant],
+    cost_step: Callable[[], None],
+    spec: ModelSpec,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    channels_last: bool = False,
+    compile_: bool = False,
+) -> tuple[dict[str, list[float]], list[str]]:
+    """Seconds per step of every variant and of the cost step (one fixed random batch on
+    `device`, interleaved blocks), and the notes of variants that could not be compiled."""
+    x = torch.rand(batch_size, *spec.input_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, spec.num_classes, (batch_size,), device=device)
+    batch = (x, y)
+    notes = try_compile(variants, batch) if compile_ else []
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    items: dict[str, Callable[[], None]] = {
+        n: (lambda v=v: v.step(batch)) for n, v in variants.items()
+    }
+    items["cost"] = cost_step
+    return time_interleaved(items, steps, warmup, sync), notes
+
+
 def step_speeds(seconds: dict[str, list[float]], batch_size: int) -> dict[str, float]:
     """Median img/s of each variant and the cost step's median ratio to a float step.
 

@@ -29,6 +29,7 @@ from torch import nn
 from odimo.errors import MappingError
 from odimo.hw.geometry import LayerGeometry
 from odimo.hw.platform import Platform
+from odimo.io import atomic_write_text
 
 FORMAT = "odimo.mapping/1"
 
@@ -72,7 +73,8 @@ class Mapping:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        """Write the mapping JSON atomically (a reader never sees half a file)."""
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def from_json(cls, data: dict, source: str = "mapping") -> Mapping:

@@ -251,11 +251,23 @@ def fit_phase(
     maybe_compile(module, bool(cfg.get("compile", False)))
     resume = resume_checkpoint(ckpt_dir, fingerprint, phase)
     try:
+        _fit(trainer, module, datamodule, resume, phase, int(cfg.callbacks.nonfinite_every))
+    finally:
+        if cfg.logger.wandb.enabled:
+            finish_wandb()
+    if restore_best and checkpoint.best_model_path:
+        load_module_state(module, checkpoint.best_model_path)
+    return trainer
+
+
+def _fit(trainer: L.Trainer, module, datamodule, resume: str | None, phase: str, every: int):
+    """`trainer.fit`, with divergence and unreadable checkpoints turned into one-line errors."""
+    try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     except TrainingDivergedError as err:
         raise TrainingDivergedError(
             f"[{phase}] detected at optimizer step {trainer.global_step} (loss checked every "
-            f"{int(cfg.callbacks.nonfinite_every)} batches): {err}"
+            f"{every} batches): {err}"
         ) from None
     except (KeyError, RuntimeError, EOFError) as err:
         if resume and "checkpoint" in str(err).lower() + type(err).__name__.lower():
@@ -264,12 +276,6 @@ def fit_phase(
                 "delete it to restart the phase"
             ) from None
         raise
-    finally:
-        if cfg.logger.wandb.enabled:
-            finish_wandb()
-    if restore_best and checkpoint.best_model_path:
-        load_module_state(module, checkpoint.best_model_path)
-    return trainer
 
 
 #: Attributes through which callbacks name the files they write.

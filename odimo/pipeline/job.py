@@ -9,6 +9,7 @@ not run again, one of another config is refused with the keys that differ.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import traceback
@@ -18,6 +19,21 @@ from omegaconf import DictConfig
 
 from odimo.errors import ConfigError, OdimoError
 from odimo.io import atomic_write_text, changed_keys, config_fingerprint, result_config
+
+#: Longest job folder name (bytes); file systems refuse names over 255.
+MAX_JOB_DIR_BYTES = 200
+
+
+def job_dir_name(overrides: str) -> str:
+    """A sweep job's folder name: its overrides, or, when they would make a name too long for
+    the file system, their first bytes + `~` + a hash of the whole (still one folder per job,
+    the same on every re-run)."""
+    raw = overrides.encode()
+    if len(raw) <= MAX_JOB_DIR_BYTES:
+        return overrides
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: MAX_JOB_DIR_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
 
 
 def write_failed(path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -22,8 +21,7 @@ from odimo.lit.step_speed import (
     build_variants,
     resolve_spec,
     step_speeds,
-    time_interleaved,
-    try_compile,
+    time_steps,
 )
 from odimo.quant import fused
 
@@ -69,25 +67,11 @@ def run(cfg: DictConfig) -> dict:
     variants, cost_step = build_variants(
         spec, platform, str(cfg.reg), float(cfg.strength), device, channels_last
     )
-    x = torch.rand(batch_size, *spec.input_size, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, spec.num_classes, (batch_size,), device=device)
-    batch = (x, y)
-
-    if compile_:
-        for note in try_compile(variants, batch):
-            print(note)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    items: dict[str, Callable[[], None]] = {
-        n: (lambda v=v: v.step(batch)) for n, v in variants.items()
-    }
-    items["cost"] = cost_step
-    seconds = time_interleaved(items, steps, warmup, sync)
+    seconds, notes = time_steps(
+        variants, cost_step, spec, batch_size, steps, warmup, device, channels_last, compile_
+    )
+    for note in notes:
+        print(note)
 
     speeds = step_speeds(seconds, batch_size)
     img_s = {n: speeds[f"{n}_img_s"] for n in VARIANTS}

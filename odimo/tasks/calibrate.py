@@ -10,7 +10,6 @@ With `install=true` the YAML is also copied to `conf/platform/<name>.yaml`, so t
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from dataclasses import asdict
@@ -24,6 +23,7 @@ from odimo.calibration.fit import evaluate, fit_platform, predictions, read_meas
 from odimo.errors import ConfigError
 from odimo.hw import get_platform, platform_to_config
 from odimo.hw.config import PLATFORM_CONF_DIR
+from odimo.io import atomic_write_text, write_csv
 
 
 def _options(cfg: DictConfig) -> tuple[Path, str, Path]:
@@ -39,42 +39,41 @@ def _options(cfg: DictConfig) -> tuple[Path, str, Path]:
 
 def write_platform_yaml(path: Path, config: dict[str, Any], note: str) -> Path:
     """A platform YAML with a comment header saying where its numbers come from."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(config, sort_keys=False)
-    path.write_text(f"# {note}\n{body}", encoding="utf-8")
+    atomic_write_text(path, f"# {note}\n{body}")
     return path
+
+
+PREDICTION_COLUMNS = (
+    "name",
+    "group",
+    "measured_latency_cycles",
+    "prior_latency_cycles",
+    "calibrated_latency_cycles",
+    "measured_energy_mw_cycles",
+    "prior_energy_mw_cycles",
+    "calibrated_energy_mw_cycles",
+)
 
 
 def _predictions_csv(path: Path, data, prior, calibrated) -> None:
     before, after = predictions(prior, data), predictions(calibrated, data)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
+    rows = []
+    for i, g in enumerate(data.geometry):
+        energy = float(data.energy[i]) if data.energy is not None else ""
+        rows.append(
             [
-                "name",
-                "group",
-                "measured_latency_cycles",
-                "prior_latency_cycles",
-                "calibrated_latency_cycles",
-                "measured_energy_mw_cycles",
-                "prior_energy_mw_cycles",
-                "calibrated_energy_mw_cycles",
+                g.name,
+                data.groups[i],
+                f"{float(data.latency[i]):.6g}",
+                f"{before['latency_cycles'][i]:.6g}",
+                f"{after['latency_cycles'][i]:.6g}",
+                energy,
+                f"{before['energy_mw_cycles'][i]:.6g}",
+                f"{after['energy_mw_cycles'][i]:.6g}",
             ]
         )
-        for i, g in enumerate(data.geometry):
-            energy = float(data.energy[i]) if data.energy is not None else ""
-            w.writerow(
-                [
-                    g.name,
-                    data.groups[i],
-                    f"{float(data.latency[i]):.6g}",
-                    f"{before['latency_cycles'][i]:.6g}",
-                    f"{after['latency_cycles'][i]:.6g}",
-                    energy,
-                    f"{before['energy_mw_cycles'][i]:.6g}",
-                    f"{after['energy_mw_cycles'][i]:.6g}",
-                ]
-            )
+    write_csv(path, PREDICTION_COLUMNS, rows)
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -129,7 +128,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     paths["calibration_json"] = out_dir / "calibration.json"
     paths["predictions_csv"] = out_dir / "predictions.csv"
     clean = json.loads(json.dumps(report), parse_constant=lambda c: None)
-    paths["calibration_json"].write_text(json.dumps(clean, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(paths["calibration_json"], json.dumps(clean, indent=1) + "\n")
     _predictions_csv(paths["predictions_csv"], data, prior, calibrated)
     _print(report)
     where = "conf/platform" if cfg.install else str(out_dir)

@@ -4,13 +4,16 @@
 For every id of the range, in every space and law asked for: parameters, MACs, host latency
 (the harness) and the cost of chosen mappings on each cost-model platform. One JSON record per
 network under `output_dir/records/`, `catalogue.csv` over all records of the folder, and
-`host.json` (CPU model, threads, torch version). Re-running skips the networks already there.
+`host.json` (CPU model, threads, torch version). Re-running skips the networks whose records
+hold this request's measurements (`odimo.characterization.requests`); a changed request measures
+the affected networks and targets again, and says why.
 """
 
 from __future__ import annotations
 
-import logging
 import time
+from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +24,19 @@ from odimo.characterization.candidates import join_runs
 from odimo.characterization.catalogue import (
     HOST_DEVICES,
     TimingOptions,
-    characterize,
     load_record,
+    net_key,
     record_path,
     write_catalogue_csv,
     write_json_atomic,
 )
+from odimo.characterization.measure import measure_works
+from odimo.characterization.requests import Request, Work, plan_network
 from odimo.characterization.timing import host_info
 from odimo.errors import ConfigError
 from odimo.hw import load_platform
 from odimo.nn.baselines import BASELINES
 from odimo.spaces import get_law
-
-log = logging.getLogger(__name__)
 
 
 def parse_ids(value: Any) -> list[int]:
@@ -96,29 +99,56 @@ def _plan(cfg: DictConfig) -> list[tuple[str, str, int]]:
     return [(s, law, i) for s in spaces for law in laws for i in ids]
 
 
-def _measured(path: Path) -> set[str]:
-    """The targets a network's record was measured on (none without a record)."""
-    return set(load_record(path).get("targets", [])) if path.is_file() else set()
+def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_request(cfg: DictConfig) -> Request:
+    """The request's settings, checked; ConfigError with one line otherwise."""
+    mappings = _names(cfg.mappings, "mappings")
+    targets = resolve_targets(_names(cfg.platforms, "platforms"), mappings)
+    timing_cfg = OmegaConf.to_container(cfg.timing, resolve=True)
+    known = {f.name for f in fields(TimingOptions)}
+    unknown = sorted(set(timing_cfg) - known)
+    if unknown:
+        raise ConfigError(f"unknown timing key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    for key, value in timing_cfg.items():
+        _positive_int(value, f"timing.{key}", 0 if key == "warmup" else 1)
+    size = OmegaConf.to_container(cfg.input_size) if OmegaConf.is_list(cfg.input_size) else None
+    if not isinstance(size, list) or len(size) != 3:
+        raise ConfigError(f"input_size must be [C, H, W], got {cfg.input_size!r}")
+    input_size = tuple(_positive_int(v, "input_size [C, H, W]") for v in size)
+    return Request(
+        input_size=input_size,
+        num_classes=_positive_int(cfg.num_classes, "num_classes"),
+        mappings=tuple(mappings),
+        timing=TimingOptions(**timing_cfg),
+        targets=targets,
+        seed=int(cfg.seed),
+    )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Characterize every network of the plan that is not in `output_dir` yet."""
+    """Characterize every network of the plan whose record lacks this request's measurements."""
     plan = _plan(cfg)
-    mappings = _names(cfg.mappings, "mappings")
-    targets = resolve_targets(_names(cfg.platforms, "platforms"), mappings)
-    timing = TimingOptions(**OmegaConf.to_container(cfg.timing, resolve=True))
-    input_size = tuple(int(v) for v in cfg.input_size)
-    if len(input_size) != 3:
-        raise ConfigError(f"input_size must be [C, H, W], got {list(cfg.input_size)}")
+    request = parse_request(cfg)
     out_dir = Path(str(cfg.output_dir)).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "host.json", host_info(timing.threads))
-    todo = [p for p in plan if not set(targets) <= _measured(record_path(out_dir, *p))]
-    print(
-        f"{len(plan)} networks asked, {len(plan) - len(todo)} already measured, {len(todo)} to go"
-    )
+    works = []
+    for space, law, net_id in plan:
+        path = record_path(out_dir, space, law, net_id)
+        works.append(
+            plan_network(space, law, net_id, load_record(path) if path.is_file() else None, request)
+        )
+    todo = [w for w in works if w.targets]
+    print(f"{len(plan)} networks asked, {len(plan) - len(todo)} up to date, {len(todo)} to measure")
+    for reason, count in Counter(w.reason for w in todo).items():
+        print(f"  {count} {'network' if count == 1 else 'networks'}: {reason}")
+    write_json_atomic(out_dir / "host.json", host_info(request.timing.threads))
     start = time.perf_counter()
-    _measure_all(todo, out_dir, targets, mappings, timing, input_size, cfg)
+    order = _measure(todo, out_dir, request, bool(cfg.progress))
     elapsed = time.perf_counter() - start
     joined = 0
     if cfg.get("join_runs"):
@@ -132,30 +162,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "n_measured": len(todo),
         "n_rows": n_rows,
         "n_skipped": len(plan) - len(todo),
+        "measured": {net_key(w.space, w.law, w.net_id): list(w.targets) for w in todo},
+        "reasons": dict(Counter(w.reason for w in todo)),
+        "order": order,
         "wall_s": elapsed,
         "n_joined": joined,
     }
 
 
-def _measure_all(todo, out_dir, targets, mappings, timing, input_size, cfg) -> None:
-    """Measure and write one record per network, with a progress bar when asked."""
+def _measure(todo: list[Work], out_dir: Path, request: Request, progress: bool) -> list[str]:
+    """`measure_works` with a progress bar when asked."""
     from rich.progress import Progress
 
-    with Progress(disable=not cfg.progress, transient=False) as bar:
+    with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task("characterize", total=len(todo))
-        for space, law, net_id in todo:
-            torch.manual_seed(int(cfg.seed))
-            path = record_path(out_dir, space, law, net_id)
-            previous = load_record(path) if path.is_file() else None
-            done = _measured(path)
-            wanted = {k: v for k, v in targets.items() if k not in done}
-            record = characterize(
-                space, law, net_id, input_size, int(cfg.num_classes), wanted, mappings, timing
-            )
-            if previous is not None:
-                record["costs"] = {**previous["costs"], **record["costs"]}
-                record["targets"] = sorted(done | set(wanted))
-                record["results"] = previous.get("results", {})
-            write_json_atomic(path, record)
-            bar.advance(task)
-    log.debug("wrote %d records", len(todo))
+        return measure_works(todo, out_dir, request, lambda n: bar.advance(task, n))

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from odimo.hw import get_platform, record_geometry
+from odimo.io import atomic_write_text
 from odimo.models import build_model, model_spec, searchable_names
 from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.mapping import Mapping
@@ -47,7 +48,6 @@ def run(cfg: DictConfig) -> dict:
     )
     print(format_report(report, platform.unit_names))
     if cfg.output:
-        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.output).write_text(json.dumps(report, indent=1) + "\n")
+        atomic_write_text(cfg.output, json.dumps(report, indent=1) + "\n")
         print(f"wrote {cfg.output}")
     return report

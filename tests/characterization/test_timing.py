@@ -92,3 +92,43 @@ def _geometry(model):
     from odimo.hw import record_geometry
 
     return record_geometry(model, (3, 16, 16))
+
+
+def test_interleaved_timing_is_a_seeded_permutation_per_round():
+    """Each network is timed once per round, in a new seeded random order (not plan order);
+    the reported latency is the median of its rounds."""
+    import random
+
+    from odimo.characterization.timing import busy_others, measure_interleaved
+
+    calls: list[str] = []
+    ticks = iter(range(10_000))
+    keys = [f"net{i}" for i in range(6)]  # plan order
+    items = {k: (lambda x, k=k: calls.append(k), (torch.zeros(1),)) for k in keys}
+    stats = measure_interleaved(
+        items, rounds=4, warmup=2, threads=1, seed=7, clock=lambda: float(next(ticks))
+    )
+    assert calls[:12] == [k for k in keys for _ in range(2)]  # warm-up passes, plan order
+    timed = calls[12:]
+    assert len(timed) == 4 * 6 * 2
+    assert timed[0::2] == timed[1::2]  # a discarded pass right before each timed one
+    rng = random.Random(7)
+    expected = [k for _ in range(4) for k in rng.sample(keys, 6)]
+    assert timed[0::2] == expected
+    rounds = [expected[i : i + 6] for i in range(0, 24, 6)]
+    assert all(sorted(r) == keys for r in rounds) and rounds[0] != keys and rounds[0] != rounds[1]
+    # the fake clock advances one tick per read: every timed pass lasts 1 s
+    assert all(s.median_ms == pytest.approx(1e3) and s.repeats == 4 for s in stats.values())
+    assert stats["net0"].load_1min == stats["net5"].load_1min  # one load for all networks
+    assert np.isnan(busy_others(None, (1.0, 1.0, 1.0)))  # not reported: NaN, not 0
+
+
+def test_busy_others_subtracts_the_own_process():
+    import os
+
+    from odimo.characterization.timing import busy_others
+
+    cores = os.cpu_count() or 1
+    # 10 s wall; host busy 10·cores/2 s, of which 5 s were ours
+    start, end = (0.0, 0.0, 0.0), (10.0, 10.0 * cores / 2, 5.0)
+    assert busy_others(start, end) == pytest.approx((10.0 * cores / 2 - 5.0) / (10.0 * cores))

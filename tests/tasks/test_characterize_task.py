@@ -115,3 +115,90 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path):
 def test_bad_settings_are_config_errors(tmp_path, args, message):
     with pytest.raises(ConfigError, match=message):
         run(cfg(tmp_path, *args))
+
+
+def _diana_ms(space, law, net_id, size):
+    spec = ModelSpec("sampled", size, 10, (("id", net_id), ("law", law), ("space", space)))
+    geometry = record_geometry(build_model(spec, "float"), size)
+    return sum(RefCost.digital(g, g.c_out) for g in geometry) / 260e6 * 1e3
+
+
+def test_a_changed_request_measures_exactly_the_changed_networks(tmp_path, capsys):
+    base = ["space=probe", "law=s3", "platforms=[diana]"]
+    run(cfg(tmp_path, *base, "ids=0:3"))
+    untouched = (tmp_path / "records" / "probe_s3_0.json").read_bytes()
+    capsys.readouterr()
+    second = run(cfg(tmp_path, *base, "ids=[1,2,3]", "input_size=[1,16,16]"))
+    assert second["measured"] == {f"probe/s3/{i}": ["diana"] for i in (1, 2, 3)}
+    assert second["reasons"] == {"changed input_size": 2, "new": 1}
+    printed = capsys.readouterr().out
+    assert "3 networks asked, 0 up to date, 3 to measure" in printed
+    assert "2 networks: changed input_size" in printed and "1 network: new" in printed
+    assert (tmp_path / "records" / "probe_s3_0.json").read_bytes() == untouched
+    rows = {r["key"]: r for r in read_csv(tmp_path / "catalogue.csv")}
+    assert [rows[f"probe/s3/{i}"]["input_size"] for i in range(4)] == [
+        "3x32x32",
+        "1x16x16",
+        "1x16x16",
+        "1x16x16",
+    ]
+    for i, size in ((0, (3, 32, 32)), (1, (1, 16, 16))):
+        expected = _diana_ms("probe", "s3", i, size)
+        assert float(rows[f"probe/s3/{i}"]["diana_all_digital_ms"]) == pytest.approx(expected)
+    # the same request again: nothing to do
+    assert run(cfg(tmp_path, *base, "ids=[1,2,3]", "input_size=[1,16,16]"))["n_measured"] == 0
+    # other mappings on one network: only its diana columns, the old ones gone
+    third = run(cfg(tmp_path, *base, "ids=[1]", "input_size=[1,16,16]", "mappings=[min_latency]"))
+    assert third["reasons"] == {"diana changed (mappings)": 1}
+    costs = json.loads((tmp_path / "records" / "probe_s3_1.json").read_text())["costs"]
+    assert set(costs) == {"diana_min_latency_ms", "diana_min_latency_uj"}
+
+
+def test_networks_are_measured_in_a_seeded_random_order(tmp_path):
+    import random
+
+    out = run(cfg(tmp_path, "space=[probe,mobilenetv2]", "law=s3", "ids=0:3", "timing.repeats=2"))
+    plan = [f"{s}/s3/{i}" for s in ("probe", "mobilenetv2") for i in range(3)]
+    assert sorted(out["order"]) == sorted(plan) and out["order"] != plan
+    assert out["order"] == random.Random(0).sample(plan, len(plan))
+    record = json.loads((tmp_path / "records" / "probe_s3_0.json").read_text())
+    assert record["costs"]["host_cpu_ms"] > 0 and 0 <= record["costs"]["host_cpu_busy_others"] <= 1
+    assert record["inputs"]["host_cpu"]["timing"]["repeats"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["input_size=[3,32]"], "input_size must be"),
+        (["timing.repeats=0"], "timing.repeats must be an integer >= 1"),
+        (["num_classes=0"], "num_classes must be an integer >= 1"),
+        (["+timing.rounds=3"], "unknown timing key 'rounds'"),
+    ],
+)
+def test_bad_requests_are_config_errors(tmp_path, args, message):
+    with pytest.raises(ConfigError, match=message):
+        run(cfg(tmp_path, *args))
+
+
+def test_an_interrupted_run_keeps_its_finished_groups(tmp_path, monkeypatch):
+    from odimo.characterization import measure
+
+    real, calls = measure.measure_group, []
+
+    def second_group_breaks(works, out_dir, request):
+        calls.append([w.net_id for w in works])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(works, out_dir, request)
+
+    monkeypatch.setattr(measure, "measure_group", second_group_breaks)
+    args = ["space=probe", "law=s3", "ids=0:5", "platforms=[diana]", "timing.group=2"]
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg(tmp_path, *args))
+    done = sorted(int(p.stem.split("_")[-1]) for p in (tmp_path / "records").glob("*.json"))
+    assert done == sorted(calls[0]) and len(done) == 2
+    monkeypatch.setattr(measure, "measure_group", real)
+    again = run(cfg(tmp_path, *args))
+    assert again["n_skipped"] == 2 and sorted(again["measured"]) == sorted(
+        f"probe/s3/{i}" for i in range(5) if i not in done
+    )

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from odimo.tasks import MAX_JOB_DIR_BYTES, job_dir_name
+from odimo.pipeline.job import MAX_JOB_DIR_BYTES, job_dir_name
 from tests.tasks.helpers import REPO
 
 
