@@ -158,3 +158,13 @@ def test_docs_command_composes(config: str, overrides: list[str], tmp_path: Path
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name=config, overrides=[*run, *extra])
         assert OmegaConf.to_yaml(cfg)  # what --cfg job prints
+
+
+def test_every_relative_link_of_the_docs_exists() -> None:
+    """Links and pictures between README.md and docs/ point to files that exist."""
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#\s]+)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, broken
