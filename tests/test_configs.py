@@ -18,21 +18,20 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-#: Groups of the main job (conf/train.yaml), each composed once per option.
-TRAIN_GROUPS = (
-    "dataset",
-    "model",
-    "reg",
-    "baseline",
-    "platform",
-    "trainer",
-    "logger",
-    "callbacks",
-    "paths",
-    "sweep",
-    "experiment",
-    "debug",
-)
+
+
+def _train_groups() -> tuple[str, ...]:
+    """The groups of the main job: its defaults list, as conf/train.yaml names them."""
+    names = []
+    for entry in OmegaConf.load(CONF / "train.yaml").defaults:
+        if OmegaConf.is_dict(entry):
+            names += [str(k).removeprefix("optional ").strip() for k in entry]
+    own = [g for g in names if not g.startswith(("override", "hydra"))]
+    return tuple(g for g in own if (CONF / g).is_dir())
+
+
+#: Groups of the main job, each composed once per option.
+TRAIN_GROUPS = _train_groups()
 TASKS = sorted(p.stem for p in CONF.glob("*.yaml"))
 
 

@@ -68,7 +68,11 @@ def _warmup_trained_once(tmp_path) -> None:
     "launcher",
     [
         ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
-        ["hydra/launcher=local", "hydra.sweeper.max_batch_size=2"],
+        # the same locks, jobs and Pareto checks as joblib in CI; its config composes in
+        # tests/test_configs.py and the job lock across processes is tests/io/test_files.py's
+        pytest.param(
+            ["hydra/launcher=local", "hydra.sweeper.max_batch_size=2"], marks=pytest.mark.slow
+        ),
     ],
     ids=["joblib", "submitit_local"],
 )
