@@ -168,3 +168,14 @@ def test_every_relative_link_of_the_docs_exists() -> None:
             if "://" not in target and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert not broken, broken
+
+
+def test_the_readme_maps_every_package_and_every_task() -> None:
+    """A package or an entry point added later must appear in the README's maps."""
+    readme = (REPO / "README.md").read_text()
+    odimo = REPO / "odimo"
+    packages = [f"`{p.name}/`" for p in odimo.iterdir() if (p / "__init__.py").is_file()]
+    modules = [f"`{p.name}`" for p in odimo.glob("*.py") if p.name != "__init__.py"]
+    tasks = [f"`tasks/{p.name}`" for p in (REPO / "tasks").glob("*.py")]
+    missing = [name for name in [*packages, *modules, *tasks, "`train.py`"] if name not in readme]
+    assert not missing, missing
