@@ -60,12 +60,13 @@ def _expand(line: str, variables: dict[str, str]) -> list[str]:
 
 
 def _commands() -> list[tuple[str, str, list[str]]]:
-    """(readable id, config name, overrides) of every task command in the docs."""
+    """(readable id, config name, overrides) of every task command in the docs (each part of
+    a `cmd && cmd` line on its own, as in the set-up commands)."""
     found = []
     for page in PAGES:
         for block in _blocks(page.read_text()):
             variables: dict[str, str] = {}
-            for line in block:
+            for line in (part.strip() for ln in block for part in ln.split("&&")):
                 assign = re.match(r'^(\w+)="([^"]*)"$', line)
                 if assign:
                     variables[assign.group(1)] = assign.group(2)
