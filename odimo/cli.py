@@ -3,7 +3,9 @@
 
 Every entry point is a thin `@hydra.main` around a pure `run(cfg)` function. This module adds
 what Hydra does not do for us: an unknown group choice (`model=foo`) or an `OdimoError` raised
-by the task is reported as ONE line on stderr with exit code 2, instead of a stack trace.
+by the task is reported as ONE line on stderr with exit code 2, instead of a stack trace; and
+`--help` names the task, its own keys and the groups it uses (`task_help`, read from
+`conf/<task>.yaml` itself, so the help cannot drift from the config).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 from odimo.errors import OdimoError
 
@@ -58,6 +62,84 @@ def unknown_group_choice(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> str 
                 options = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
                 return f"unknown {key} '{choice}' (choose from: {', '.join(options)})"
     return None
+
+
+def _entry_command(config_name: str) -> str:
+    """How a user starts the task (train.py at the root, the others under tasks/)."""
+    return "python train.py" if config_name == "train" else f"python tasks/{config_name}.py"
+
+
+def _top_level_blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """Split a config's body into (top-level key, its lines with the comments above it)."""
+    blocks: list[tuple[str, list[str]]] = []
+    pending: list[str] = []
+    for line in lines:
+        top = line[:1] not in ("", " ", "#", "-") and ":" in line
+        if top:
+            blocks.append((line.split(":", 1)[0].strip(), [*pending, line]))
+            pending = []
+        elif line[:1] in (" ", "-") and blocks and not pending:
+            blocks[-1][1].append(line)
+        elif line.strip():
+            pending.append(line)
+    return blocks
+
+
+def _groups_used(path: Path, conf_dir: Path) -> list[str]:
+    """One line per config group of the task's defaults list: its default and its choices."""
+    rows = []
+    for entry in OmegaConf.load(path).get("defaults", []):
+        if not isinstance(entry, dict) and not OmegaConf.is_dict(entry):
+            continue
+        for key, default in entry.items():
+            group = str(key).removeprefix("optional ").strip()
+            if group.startswith(("override", "hydra")) or not (conf_dir / group).is_dir():
+                continue
+            choices = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+            shown = "null" if default is None else default
+            rows.append(f"  {group}={shown}  (choices: {', '.join(choices)})")
+    return rows
+
+
+def task_help(config_name: str, conf_dir: Path = CONF_DIR) -> str:
+    """The `--help` text of one task: its purpose and usage (the header comment of
+    conf/<task>.yaml), its own keys with their comments, and the groups it uses."""
+    path = conf_dir / f"{config_name}.yaml"
+    lines = [ln for ln in path.read_text().splitlines() if "SPDX-License-Identifier" not in ln]
+    start = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
+    header = [ln.lstrip("# ").rstrip() for ln in lines[:start] if ln.strip("# ")]
+    keys = [
+        line
+        for key, block in _top_level_blocks(lines[start:])
+        if key not in ("defaults", "hydra")
+        for line in block
+    ]
+    groups = _groups_used(path, conf_dir)
+    text = [
+        f"{config_name}: {header[0] if header else ''}",
+        *(f"  {ln}" for ln in header[1:]),
+        "",
+        f"Usage: {_entry_command(config_name)} [key=value ...] [group=choice ...]",
+        "",
+        f"== Keys (conf/{config_name}.yaml; nested ones as a.b=value) ==",
+        *keys,
+    ]
+    if groups:
+        text += ["", "== Config groups (group=choice) ==", *groups]
+    text += [
+        "",
+        "--cfg job prints the composed config without running; -m runs a sweep;",
+        "--hydra-help lists Hydra's own options.",
+    ]
+    return "\n".join(text) + "\n"
+
+
+def _help_template(config_name: str) -> str:
+    """`hydra.help.template` of conf/hydra/help/task.yaml ($ escaped: Hydra substitutes $NAMES)."""
+    return task_help(config_name).replace("$", "$$")
+
+
+OmegaConf.register_new_resolver("odimo_help", _help_template, replace=True)
 
 
 def quiet_libraries() -> None:

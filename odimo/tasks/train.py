@@ -1,17 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """The main job: warm-up -> search -> fine-tune (or a baseline mapping), tested and summarised.
 
-Run folder (`paths.run_dir`)::
+Run folder (`paths.run_dir`; docs/run.md lists it with the warm-up cache)::
 
+    .hydra/, cli.log       Hydra's record of the job and its log
     config.yaml            composed config (resolved)
+    fingerprint.json       hash of the config keys that change results
     warmup.json            where the cached float warm-up lives
-    search/                checkpoints/{best,last}.ckpt, csv/metrics.csv, layers.csv,
-                           analog_heatmap.png, result.pt, DONE
-    finetune/ | baseline/  checkpoints/, csv/, DONE
+    search/                checkpoints/{best,last}.ckpt, csv/version_*/metrics.csv, layers.csv,
+                           analog_heatmap.png, candidates/{index.json,epoch=<n>.pt},
+                           handover.json, target.json (target mode), result.pt, DONE
+    finetune/ | baseline/  checkpoints/{best,last}.ckpt, csv/version_*/metrics.csv, result.pt, DONE
     mapping.json           the frozen mapping (mapping JSON format)
     mapping_bars.png       digital vs analog channels per layer
     final/model.pt         the deployed (mapped) network, see odimo.models.io
-    metrics.json, DONE     results; FAILED (with the traceback) if the job broke
+    metrics.json, DONE     results; FAILED (with the traceback) if the job broke; .lock
 """
 
 from __future__ import annotations

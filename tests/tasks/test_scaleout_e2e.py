@@ -9,9 +9,12 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from odimo.io import job_lock
 from tests.tasks.helpers import REPO
 
 #: Tiny jobs: 128 training images (2 batches), eager quantizer kernels (no compile time).
@@ -25,13 +28,14 @@ TINY = [
 GRID = "strength=0,1e-5,1e-4,1e-3"
 
 
-def _popen(tmp_path, *args: str) -> subprocess.Popen:
+def _popen(tmp_path, *args: str, out: Path | None = None) -> subprocess.Popen:
+    """train.py in a subprocess; its stdout goes to `out` (a file to watch) or a pipe."""
     flags = [a for a in args if a == "-m"]
     rest = [a for a in args if a != "-m"]
     return subprocess.Popen(
         [sys.executable, "train.py", *flags, *TINY, f"paths.output_dir={tmp_path}", *rest],
         cwd=REPO,
-        stdout=subprocess.PIPE,
+        stdout=out.open("w") if out else subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -64,7 +68,11 @@ def _warmup_trained_once(tmp_path) -> None:
     "launcher",
     [
         ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
-        ["hydra/launcher=local", "hydra.sweeper.max_batch_size=2"],
+        # the same locks, jobs and Pareto checks as joblib in CI; its config composes in
+        # tests/test_configs.py and the job lock across processes is tests/io/test_files.py's
+        pytest.param(
+            ["hydra/launcher=local", "hydra.sweeper.max_batch_size=2"], marks=pytest.mark.slow
+        ),
     ],
     ids=["joblib", "submitit_local"],
 )
@@ -89,16 +97,40 @@ def test_sweep_through_a_launcher_then_pareto(tmp_path, launcher):
     assert float(rows[1e-3]["latency_ms"]) < float(rows[0.0]["latency_ms"])
 
 
+def _wait_for_text(path: Path, text: str, procs: list[subprocess.Popen]) -> None:
+    """Block until `path` holds `text` (the event), failing if a process ends first."""
+    deadline = time.time() + 600  # a safety net only: the event comes within seconds
+    while text not in (path.read_text() if path.is_file() else ""):
+        assert all(p.poll() is None for p in procs), f"a sweep ended before {text!r}"
+        assert time.time() < deadline, f"no {text!r} in {path}"
+        time.sleep(0.1)
+
+
 def test_two_identical_sweeps_at_once_run_every_job_once(tmp_path):
-    args = ("-m", "sweep_name=twice", "strength=0,1e-4,1e-3")
-    first, second = _popen(tmp_path, *args), _popen(tmp_path, *args)
-    outs = [_finish(first), _finish(second)]
-    _ran_once(tmp_path / "sweeps" / "twice", 3)
+    """Both commands meet on a running job by construction, not by timing: the test holds the
+    first job's lock until both commands report waiting for it, then lets them go."""
+    args = (
+        "-m",
+        "sweep_name=twice",
+        "strength=0,1e-4,1e-3",
+        "hydra.sweep.subdir=job${hydra.job.num}",
+    )
+    sweep_dir = tmp_path / "sweeps" / "twice"
+    outs = [tmp_path / "first.out", tmp_path / "second.out"]
+    waiting = f"{sweep_dir / 'job0'} is being run by another process"
+    with job_lock(sweep_dir / "job0"):
+        procs = [_popen(tmp_path, *args, out=out) for out in outs]
+        for out in outs:
+            _wait_for_text(out, waiting, procs)
+    for proc in procs:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-3000:]
+    _ran_once(sweep_dir, 3)
     _warmup_trained_once(tmp_path)
-    waits = sum(o.count("is being run by another process") for o in outs)
-    skips = sum(o.count("is done already; skipping") for o in outs)
-    assert skips == 3  # each job was found finished by the command that did not run it
-    assert waits >= 1  # at least once, the two commands met on a running job
+    texts = [out.read_text() for out in outs]
+    assert all(text.count(waiting) >= 1 for text in texts)
+    # each job was run by one command and found finished by the other
+    assert sum(text.count("is done already; skipping") for text in texts) == 3
 
 
 def _ddp_run(tmp_path, name: str, *trainer: str) -> dict:

@@ -59,7 +59,16 @@ def test_train_py_errors_are_one_line_and_nonzero(tmp_path):
         assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize(
+    "sig",
+    [
+        signal.SIGTERM,
+        # the same sweep, resume and Pareto path as SIGTERM; a SIGKILLed writer is tested by
+        # tests/io/test_files.py and an exact resume in-process by tests/tasks/test_train_task.py
+        pytest.param(signal.SIGKILL, marks=pytest.mark.slow),
+    ],
+    ids=["sigterm", "sigkill"],
+)
 def test_sweep_then_pareto_and_resume_after_kill(tmp_path, sig):
     """SIGTERM (what a scheduler sends) stops the whole sweep, leaving no FAILED marker; after
     SIGKILL nothing is written at all. Either way the same command finishes the sweep."""

@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`--help` of every entry point names its task, its own keys and only the groups it uses."""
+
+from __future__ import annotations
+
+import re
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import odimo.cli  # noqa: F401  (registers the resolver the help template uses)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def _entry_configs() -> dict[str, str]:
+    """Entry file -> config name, read from each file's `run_entry("<name>", ...)` call."""
+    found = {}
+    for path in [REPO / "train.py", *sorted((REPO / "tasks").glob("*.py"))]:
+        match = re.search(r'run_entry\("(\w+)"', path.read_text())
+        assert match, f"{path} does not call run_entry"
+        found[path.relative_to(REPO).as_posix()] = match.group(1)
+    return found
+
+
+ENTRIES = _entry_configs()
+
+
+def _own_keys_and_groups(config: str) -> tuple[list[str], list[str]]:
+    """Top-level keys of conf/<config>.yaml (not defaults/hydra) and the groups its defaults use."""
+    raw = OmegaConf.load(CONF / f"{config}.yaml")
+    keys = [k for k in raw if k not in ("defaults", "hydra")]
+    groups = []
+    for entry in raw.get("defaults", []):
+        if OmegaConf.is_dict(entry):
+            for key in entry:
+                group = str(key).removeprefix("optional ").strip()
+                if not group.startswith(("override", "hydra")) and (CONF / group).is_dir():
+                    groups.append(group)
+    return keys, groups
+
+
+def _help_as_hydra_prints_it(config: str) -> str:
+    """The composed `hydra.help.template`, substituted as Hydra's `--help` does."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config, return_hydra_config=True)
+    template = string.Template(cfg.hydra.help.template)
+    empty = dict.fromkeys(("FLAGS_HELP", "HYDRA_CONFIG_GROUPS", "APP_CONFIG_GROUPS", "CONFIG"), "")
+    return template.substitute(empty)
+
+
+@pytest.mark.parametrize(("entry", "config"), sorted(ENTRIES.items()))
+def test_help_names_the_task_its_keys_and_its_groups(entry: str, config: str) -> None:
+    text = _help_as_hydra_prints_it(config)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"{config}: ") and len(lines[0]) > len(config) + 10
+    assert f"Usage: python {entry} " in text
+    keys, groups = _own_keys_and_groups(config)
+    assert keys, f"conf/{config}.yaml has no keys of its own"
+    for key in keys:
+        assert any(ln.startswith(f"{key}:") for ln in lines), f"--help of {entry} misses {key}"
+    group_part = text.partition("== Config groups")[2]
+    listed = {m.group(1) for m in re.finditer(r"^  ([\w/]+)=", group_part, re.MULTILINE)}
+    assert listed == set(groups)  # its own groups, not train's
+    assert "powered by Hydra" not in text
+
+
+def test_help_keeps_comments_and_interpolations_verbatim() -> None:
+    text = _help_as_hydra_prints_it("cascade")
+    assert re.search(r"^thresholds: 2001 +# thresholds evenly spaced over \[0, 1\]", text, re.M)
+    # a `$` survives Hydra's $NAME substitution as written in the YAML
+    assert "\nname: ${platform}_calibrated " in _help_as_hydra_prints_it("calibrate")
+
+
+def test_help_from_the_command_line(tmp_path: Path) -> None:
+    """End to end through `@hydra.main`: exit 0, the task's own text (not Hydra's default)."""
+    out = subprocess.run(
+        [sys.executable, "tasks/pareto.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("pareto: Pareto task (tasks/pareto.py)")
+    assert "\nsweep_dir: ???" in out.stdout and "dataset=" not in out.stdout
