@@ -47,6 +47,20 @@ def format_table(rows: list[tuple[str, float | None, float, float]]) -> str:
     return "\n".join(lines)
 
 
+def _print_table(label: str, batch_size: int, device, steps: int, seconds, speeds) -> None:
+    """The header line and the table: img/s, ms/step and the ratio to a float step."""
+    img_s = {n: speeds[f"{n}_img_s"] for n in VARIANTS}
+    rows = [(n, img_s[n], 1e3 * batch_size / img_s[n], img_s[n] / img_s["float"]) for n in VARIANTS]
+    rows.append(("cost", None, 1e3 * statistics.median(seconds["cost"]), speeds["cost_ratio"]))
+    print(
+        f"{label} batch {batch_size} on {device.type}, "
+        f"{torch.get_num_threads()} threads, {steps} steps per variant (ratio: vs float; "
+        f"cost: vectorised cost fwd+bwd vs a float step, "
+        f"{1e3 * statistics.median(seconds['float']):.2f} ms)"
+    )
+    print(format_table(rows))
+
+
 def run(cfg: DictConfig) -> dict:
     """Time the float, search and fine-tune steps interleaved; print a table and a JSON line."""
     device = resolve_device(cfg.device)
@@ -75,16 +89,8 @@ def run(cfg: DictConfig) -> dict:
 
     speeds = step_speeds(seconds, batch_size)
     img_s = {n: speeds[f"{n}_img_s"] for n in VARIANTS}
-    float_s = statistics.median(seconds["float"])
     cost_ratio = speeds["cost_ratio"]
-    rows = [(n, img_s[n], 1e3 * batch_size / img_s[n], img_s[n] / img_s["float"]) for n in VARIANTS]
-    rows.append(("cost", None, 1e3 * statistics.median(seconds["cost"]), cost_ratio))
-    print(
-        f"{spec.name} {list(spec.input_size)} batch {batch_size} on {device.type}, "
-        f"{torch.get_num_threads()} threads, {steps} steps per variant (ratio: vs float; "
-        f"cost: vectorised cost fwd+bwd vs a float step, {1e3 * float_s:.2f} ms)"
-    )
-    print(format_table(rows))
+    _print_table(f"{spec.name} {list(spec.input_size)}", batch_size, device, steps, seconds, speeds)
 
     result = {
         "float_img_s": round(img_s["float"], 2),
