@@ -2,7 +2,8 @@
 """Evaluating a (little, big) cascade from cached predictions: curves, threshold, test report.
 
 The validation split is cut in two (odimo.cascade.holdout): the threshold is chosen on `select`
-(or fixed by the user), reported on `holdout` and on test; `evaluate_cascade` returns the content of cascade.json (see docs/cascade.md for every field).
+(or fixed by the user), reported on `holdout` and on test; `evaluate_cascade` returns the
+content of cascade.json (see docs/cascade.md for every field).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def pick_threshold(opts: CascadeOptions, pair: Pair, select: Curve) -> tuple[flo
         return opts.threshold, "fixed", choices
     if choices[opts.choose] is None:
         raise ConfigError(
-            f"no threshold satisfies choose={opts.choose} on val's select part (loosen the budget or epsilon)"
+            f"no threshold satisfies choose={opts.choose} on val's select part "
+            "(loosen the budget or epsilon)"
         )
     return choices[opts.choose]["threshold"], f"val_select:{opts.choose}", choices
 
