@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 
 from odimo.analysis.sweep import scan_cascades
 from odimo.cascade.evaluation import CascadeOptions, evaluate_cascade
 from odimo.cascade.holdout import split_val
 from odimo.cascade.preds import preds_path, save_predictions, write_info
 from odimo.errors import ConfigError
+from odimo.tasks.cascade import parse_options
 
 N, C = 400, 4
 
@@ -126,3 +128,20 @@ def test_scan_places_a_cascade_at_its_holdout_accuracy(tmp_path: Path) -> None:
     assert new["final/cost/latency_hard_ms"] == 0.5 and new["final/test/acc_hard"] == 0.83
     assert old["final/val/acc_hard"] == 0.9 and old["final/test/acc_hard"] == 0.8
     assert not new["missing"] and math.isnan(new["final/arch/analog_frac"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("holdout_fraction=0", "strictly between 0 and 1"),
+        ("holdout_fraction=1", "strictly between 0 and 1"),
+        ("holdout_fraction=x", r"holdout_fraction must be a number in \[0.0, 1.0\]"),
+        ("split_seed=0.5", "split_seed must be an integer"),
+    ],
+)
+def test_task_refuses_a_bad_cut(tmp_path: Path, override: str, message: str) -> None:
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("cascade", [f"little={tmp_path}", f"output_dir={tmp_path}", override])
+    with pytest.raises(ConfigError, match=message):
+        parse_options(cfg)
