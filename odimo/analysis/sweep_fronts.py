@@ -118,6 +118,19 @@ def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([row[key] for row in rows], dtype=float)
 
 
+def hypervolume_by_kind(
+    rows: list[dict[str, Any]], cost: np.ndarray, acc: np.ndarray, ref_cost: float
+) -> dict[str, float]:
+    """Hypervolume of the single networks, of the cascades and of both together, against one
+    reference, so that what the cascades add to the system's front is their difference."""
+    cascade = np.array([row["kind"] == "cascade" for row in rows], dtype=bool)
+    return {
+        "single": hypervolume(cost[~cascade], acc[~cascade], ref_cost),
+        "cascade": hypervolume(cost[cascade], acc[cascade], ref_cost),
+        "all": hypervolume(cost, acc, ref_cost),
+    }
+
+
 def analyse_front(
     rows: list[dict[str, Any]],
     name: str,
@@ -154,6 +167,7 @@ def analyse_front(
         "selected": chosen,
         "budgets": budget_rows,
         "hypervolume": hypervolume(cost, acc, ref_cost),
+        "hypervolume_by_kind": hypervolume_by_kind(rows, cost, acc, ref_cost),
         "ref_cost": ref_cost,
         "n_front": int(front.sum()),
     }
@@ -186,6 +200,9 @@ def sweep_selection(
             for name, front in fronts.items()
         },
         "hypervolume_log10cost": {name: front["hypervolume"] for name, front in fronts.items()},
+        "hypervolume_by_kind_log10cost": {
+            name: front["hypervolume_by_kind"] for name, front in fronts.items()
+        },
         "hypervolume_ref": {
             **{FRONTS[name][0]: front["ref_cost"] for name, front in fronts.items()},
             "acc": 0.0,

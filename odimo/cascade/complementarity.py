@@ -23,6 +23,7 @@ import numpy as np
 from odimo.analysis.sweep import scan_sweep
 from odimo.cascade.curve import build_curve, choose_near_big
 from odimo.cascade.expected_cost import NetCost
+from odimo.cascade.holdout import split_val, subset
 from odimo.cascade.predict import predict_finished_run
 from odimo.cascade.preds import SPLITS, Predictions, check_pair, info_cost, load_run
 from odimo.cascade.routing import pair_outputs, threshold_grid
@@ -122,8 +123,11 @@ def collect_pool(
     predict_missing: bool = True,
     batch_size: int = 256,
     device: str = "cpu",
+    cut: tuple[float, int] = (0.5, 0),
 ) -> list[Candidate]:
-    """One candidate per finished run of the sweep with predictions on `split`.
+    """One candidate per finished run of the sweep with predictions on `split` (`select`: the
+    part of val the cascade task chooses on, for the cut (holdout_fraction, split_seed); ranking
+    pairs there keeps the held-out part unseen by every choice).
 
     A run without predictions is predicted here (all splits, checked against its metrics)
     unless `predict_missing` is False, in which case it is skipped with a warning.
@@ -136,7 +140,9 @@ def collect_pool(
                 log.warning("skipping %s: no predictions (predict_missing=false)", run_dir)
                 continue
             predict_finished_run(run_dir, list(SPLITS), batch_size, 0, device, True)
-        preds, info = load_run(run_dir, split)
+        preds, info = load_run(run_dir, "val" if split == "select" else split)
+        if split == "select":
+            preds = subset(preds, split_val(len(preds), *cut)["select"], "select")
         pool.append(Candidate(job["label"], preds, info_cost(info)))
     if len(pool) < 2:
         raise OdimoError(

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Evaluating a (little, big) cascade from cached predictions: curves, threshold, test report.
 
-The threshold is chosen on the VALIDATION split (or fixed by the user) and reported on test;
-`evaluate_cascade` returns the content of cascade.json (see docs/cascade.md for every field).
+The validation split is cut in two (odimo.cascade.holdout): the threshold is chosen on `select`
+(or fixed by the user), reported on `holdout` and on test; `evaluate_cascade` returns the
+content of cascade.json (see docs/cascade.md for every field).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from odimo.cascade.curve import Curve, build_curve, choose_budget, choose_max_acc, choose_near_big
 from odimo.cascade.expected_cost import NetCost, worst_case_cost
+from odimo.cascade.holdout import PARTS, split_val, subset
 from odimo.cascade.preds import SPLITS, Predictions, check_pair, info_cost, load_run
 from odimo.cascade.routing import PairOutputs, at_threshold, pair_outputs, threshold_grid
 from odimo.cascade.stream import memory_report
@@ -38,13 +40,16 @@ class CascadeOptions:
     thresholds: int
     memory: str
     memory_cfg: dict[str, Any] = field(default_factory=dict)
+    holdout_fraction: float = 0.5
+    split_seed: int = 0
     lookup: NetCost = NetCost(0.0, 0.0)
     out_dir: Path = Path(".")
 
 
 @dataclass
 class Pair:
-    """Both networks' predictions per split, infos and costs (big = None: a single network)."""
+    """Both networks' predictions per split (and per part of val: `select`, `holdout`), infos
+    and costs (big = None: a single network)."""
 
     little: dict[str, Predictions]
     big: dict[str, Predictions]
@@ -71,6 +76,10 @@ def load_pair(opts: CascadeOptions) -> Pair:
             f"little is on {infos[0].get('dataset')} but big on {infos[1].get('dataset')}"
         )
     costs = (info_cost(infos[0]), info_cost(infos[1]) if infos[1] else NetCost(0.0, 0.0))
+    parts = split_val(len(little["val"]), opts.holdout_fraction, opts.split_seed)
+    for part in PARTS:
+        little[part] = subset(little["val"], parts[part], part)
+        big[part] = subset(big["val"], parts[part], part)
     return Pair(little, big, (infos[0], infos[1]), costs)
 
 
@@ -94,19 +103,21 @@ def _split_point(pair: Pair, opts: CascadeOptions, split: str, threshold: float)
     return out
 
 
-def pick_threshold(opts: CascadeOptions, pair: Pair, val_curve: Curve) -> tuple[float, str, dict]:
-    """The threshold to report, where it comes from, and all three choices (val and test)."""
-    acc_big = pair.big["val"].acc
-    indices = choose_all(opts, val_curve, acc_big) if opts.big is not None else {}
+def pick_threshold(opts: CascadeOptions, pair: Pair, select: Curve) -> tuple[float, str, dict]:
+    """The threshold to report, where it comes from, and all three choices (each chosen on the
+    `select` part of val, scored on `holdout` and test)."""
+    acc_big = pair.big["select"].acc
+    indices = choose_all(opts, select, acc_big) if opts.big is not None else {}
     choices = {}
     for name, index in indices.items():
         if index is None:
             choices[name] = None
             continue
-        t = float(val_curve.thresholds[index])
+        t = float(select.thresholds[index])
         choices[name] = {
             "threshold": t,
-            "val": val_curve.row(index),
+            "val": select.row(index),
+            "holdout": _split_point(pair, opts, "holdout", t),
             "test": _split_point(pair, opts, "test", t),
         }
     if opts.big is None:
@@ -115,9 +126,28 @@ def pick_threshold(opts: CascadeOptions, pair: Pair, val_curve: Curve) -> tuple[
         return opts.threshold, "fixed", choices
     if choices[opts.choose] is None:
         raise ConfigError(
-            f"no threshold satisfies choose={opts.choose} on val (loosen the budget or epsilon)"
+            f"no threshold satisfies choose={opts.choose} on val's select part "
+            "(loosen the budget or epsilon)"
         )
-    return choices[opts.choose]["threshold"], f"val:{opts.choose}", choices
+    return choices[opts.choose]["threshold"], f"val_select:{opts.choose}", choices
+
+
+def val_report(opts: CascadeOptions, pair: Pair, threshold: float) -> dict[str, Any]:
+    """The val block of cascade.json: the whole split (as before the cut), each part with its
+    size, and `acc_holdout`, the accuracy of the chosen threshold on images it was not chosen on."""
+    parts = {
+        part: {**_split_point(pair, opts, part, threshold), "n": len(pair.little[part])}
+        for part in PARTS
+    }
+    return {
+        **_split_point(pair, opts, "val", threshold),
+        "acc_little": pair.little["val"].acc,
+        "acc_big": pair.big["val"].acc if opts.big is not None else None,
+        "acc_holdout": parts["holdout"]["acc"],
+        "acc_big_holdout": pair.big["holdout"].acc if opts.big is not None else None,
+        **parts,
+        "n": len(pair.little["val"]),
+    }
 
 
 def test_report(opts: CascadeOptions, pair: Pair, threshold: float) -> dict[str, Any]:
@@ -134,6 +164,8 @@ def test_report(opts: CascadeOptions, pair: Pair, threshold: float) -> dict[str,
         "p_big_oracle": p_big_oracle if opts.big is not None else None,
         "hit_rate": 0.0,
         "n": len(little),
+        "acc_split": point["acc"],
+        "p_big_split": point["p_big"],
     }
     c_little, c_big = pair.costs
     if opts.memory != "none":
@@ -146,7 +178,7 @@ def test_report(opts: CascadeOptions, pair: Pair, threshold: float) -> dict[str,
             memory=opts.memory,
             cfg=opts.memory_cfg,
         )
-        report.update(acc_no_memory=point["acc"], p_big_no_memory=point["p_big"])
+        report.update(acc_no_memory=mem["acc_no_memory"], p_big_no_memory=mem["p_big_no_memory"])
         report.update(acc=mem["acc"], p_big=mem["p_big"], hit_rate=mem["hit_rate"])
         report["memory"] = mem
         for metric, key in (
@@ -191,7 +223,10 @@ def evaluate_cascade(opts: CascadeOptions) -> tuple[dict[str, Any], dict[str, Cu
         )
         for s in SPLITS
     }
-    threshold, source, choices = pick_threshold(opts, pair, curves["val"])
+    select = build_curve(
+        pair.outputs("select", opts.score, opts.postcheck), grid, *pair.costs, lookup=opts.lookup
+    )
+    threshold, source, choices = pick_threshold(opts, pair, select)
     names = (pair.infos[0].get("name"), (pair.infos[1] or {}).get("name"))
     label = (
         names[0]
@@ -209,11 +244,7 @@ def evaluate_cascade(opts: CascadeOptions) -> tuple[dict[str, Any], dict[str, Cu
         "memory": opts.memory,
         "threshold": threshold,
         "threshold_source": source,
-        "val": {
-            **_split_point(pair, opts, "val", threshold),
-            "acc_little": pair.little["val"].acc,
-            "acc_big": pair.big["val"].acc if opts.big is not None else None,
-        },
+        "val": val_report(opts, pair, threshold),
         "test": test_report(opts, pair, threshold),
         "choices": choices,
         "settings": {
@@ -221,6 +252,8 @@ def evaluate_cascade(opts: CascadeOptions) -> tuple[dict[str, Any], dict[str, Cu
             "cost_metric": opts.cost_metric,
             "budget": opts.budget,
             "thresholds": opts.thresholds,
+            "holdout_fraction": opts.holdout_fraction,
+            "split_seed": opts.split_seed,
             "lookup": {"latency_ms": opts.lookup.latency_ms, "energy_uj": opts.lookup.energy_uj},
             "memory_stream": opts.memory_cfg if opts.memory != "none" else None,
         },

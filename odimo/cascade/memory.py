@@ -204,7 +204,9 @@ def cascade_on_stream(
 
     Returns:
         `acc`, `p_big` (share of MISSED items sent to big, the p_big of the cost formula),
-        `big_calls` (share of all items), and the memory's rates (see `memory_rates`).
+        `big_calls` (share of all items), `acc_no_memory` and `p_big_no_memory` (the cascade
+        alone on the SAME stream, so the two accuracies differ by the memory only), and the
+        memory's rates (see `memory_rates`).
     """
     pred, to_big = outputs.predictions(threshold)
     hits = trace.hits
@@ -212,6 +214,8 @@ def cascade_on_stream(
     misses = ~hits
     return {
         "acc": float((final == outputs.labels).mean()),
+        "acc_no_memory": float((pred == outputs.labels).mean()),
+        "p_big_no_memory": float(to_big.mean()),
         "p_big": float((to_big & misses).sum() / max(misses.sum(), 1)),
         "big_calls": float((to_big & misses).mean()),
         **memory_rates(trace, stream),

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The cascade task: a (little, big) pair of networks from their cached predictions.
 
-The threshold is chosen on the VALIDATION split (or fixed by the user) and reported on test.
+The validation split is cut in two: the threshold is chosen on its `select` part (or fixed by
+the user) and reported on its `holdout` part and on test.
 `python tasks/cascade.py little=<run> big=<run> score=margin postcheck=false memory=none
 output_dir=<dir>` writes `cascade_curve.csv`, `cascade_curve.png` and `cascade.json` (see
 docs/cascade.md for every field). With `-m`, each job writes into `<output_dir>/<overrides>/`.
@@ -69,6 +70,14 @@ def _out_dir(cfg: DictConfig) -> Path:
     return Path(str(cfg.output_dir)).expanduser().resolve()
 
 
+def _holdout_fraction(cfg: DictConfig) -> float:
+    """holdout_fraction, strictly between 0 and 1 (both parts of val must hold images)."""
+    value = _number(cfg, "holdout_fraction", 0.0, 1.0)
+    if value in (0.0, 1.0):
+        raise ConfigError(f"holdout_fraction must lie strictly between 0 and 1, got {value!r}")
+    return value
+
+
 def parse_options(cfg: DictConfig) -> CascadeOptions:
     """Check the config; ConfigError with a one-line message."""
     little = _run_dir(cfg, "little")
@@ -93,6 +102,9 @@ def parse_options(cfg: DictConfig) -> CascadeOptions:
     ):
         raise ConfigError("choose=budget needs budget.latency_ms and/or budget.energy_uj")
     memory_cfg = OmegaConf.to_container(cfg.memory_stream, resolve=True)
+    seed = cfg.get("split_seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"split_seed must be an integer, got {seed!r}")
     return CascadeOptions(
         little=little,
         big=_run_dir(cfg, "big"),
@@ -106,6 +118,8 @@ def parse_options(cfg: DictConfig) -> CascadeOptions:
         thresholds=thresholds,
         memory=str(cfg.memory),
         memory_cfg=memory_cfg,
+        holdout_fraction=_holdout_fraction(cfg),
+        split_seed=seed,
         lookup=NetCost(*(_number(cfg.lookup, k, 0.0, math.inf) for k in COST_METRICS)),
         out_dir=_out_dir(cfg),
     )
@@ -142,7 +156,7 @@ def write_outputs(out: Path, result: dict[str, Any], curves: dict[str, Curve], p
     }
     if result["big"] is not None:
         singles[f"{result['big']['name']} (test)"] = (pair.costs[1].energy_uj, pair.big["test"].acc)
-    acc = result["test"].get("acc_no_memory", result["test"]["acc"])
+    acc = _plain(result["test"], "acc")
     chosen = {f"t={result['threshold']:.3f} (test)": (_point_energy(result, pair), acc)}
     plot_curves(curves, singles, chosen, out / "cascade_curve.png", title=result["label"])
 
@@ -150,9 +164,15 @@ def write_outputs(out: Path, result: dict[str, Any], curves: dict[str, Curve], p
 def _point_energy(result: dict[str, Any], pair: Pair) -> float:
     """Expected energy of the chosen test point without the memory (the curve's x axis)."""
     t = result["test"]
-    p_big = t.get("p_big_no_memory", t["p_big"])
+    p_big = _plain(t, "p_big")
     lookup = result["settings"]["lookup"]["energy_uj"]
     return pair.costs[0].energy_uj + p_big * pair.costs[1].energy_uj + lookup
+
+
+def _plain(test: dict[str, Any], key: str) -> float:
+    """`acc` or `p_big` of the cascade alone on the plain test split (older files: the
+    no-memory figure, then the reported one)."""
+    return test.get(f"{key}_split", test.get(f"{key}_no_memory", test[key]))
 
 
 def print_summary(result: dict[str, Any], out: Path) -> None:
@@ -163,6 +183,12 @@ def print_summary(result: dict[str, Any], out: Path) -> None:
         return "-" if v is None else f"{100 * v:.2f} %"
 
     print(f"{result['label']}: threshold {result['threshold']:.4f} ({result['threshold_source']})")
+    v = result["val"]
+    if "holdout" in v:
+        print(
+            f"  val holdout acc {pct(v['acc_holdout'])} on {v['holdout']['n']} images "
+            f"(threshold chosen on the other {v['select']['n']})"
+        )
     print(
         f"  test acc {pct(t['acc'])}  (little {pct(t['acc_little'])}, big {pct(t['acc_big'])}, "
         f"oracle {pct(t['acc_oracle'])}); sent to big {pct(t['p_big'])}; "

@@ -3,9 +3,10 @@
 
 `python tasks/complementarity.py sweep_dir=<dir>` reads the predictions of every finished run
 (search points and baselines; missing ones are predicted first unless predict_missing=false) and
-writes, on the chosen split (validation by default): `complementarity_exactly_one.csv`,
-`complementarity_symmetric.csv`, `complementarity.png` (both heat maps), `ranking.csv` and
-`ranking.json` (the proposed pairs, best first).
+writes, on the chosen split (by default `select`, the part of validation the cascade task
+chooses its threshold on, so that its held-out part stays unseen):
+`complementarity_exactly_one.csv`, `complementarity_symmetric.csv`, `complementarity.png` (both
+heat maps), `ranking.csv` and `ranking.json` (the proposed pairs, best first).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from odimo.errors import ConfigError
 from odimo.io import write_csv, write_json, write_records_csv
 
 log = logging.getLogger(__name__)
+#: Splits the pairs can be ranked on; `select` is the part of val the cascade task chooses on.
+RANK_SPLITS = ("select", *SPLITS)
 RANKING_COLUMNS = (
     "rank",
     "little",
@@ -53,8 +56,13 @@ def _options(cfg: DictConfig) -> tuple[Path, Path]:
     sweep_dir = Path(str(cfg.sweep_dir)).expanduser().resolve()
     if not sweep_dir.is_dir():
         raise ConfigError(f"sweep_dir {sweep_dir} is not a directory")
-    if cfg.get("split") not in SPLITS:
-        raise ConfigError(f"split must be one of {SPLITS}, got {cfg.get('split')!r}")
+    if cfg.get("split") not in RANK_SPLITS:
+        raise ConfigError(f"split must be one of {RANK_SPLITS}, got {cfg.get('split')!r}")
+    fraction, seed = cfg.get("holdout_fraction"), cfg.get("split_seed")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise ConfigError(f"holdout_fraction must be a number in (0, 1), got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"split_seed must be an integer, got {seed!r}")
     if cfg.get("rank_by") not in RANK_BY:
         raise ConfigError(f"rank_by must be one of {RANK_BY}, got {cfg.get('rank_by')!r}")
     if cfg.get("cost_metric") not in COST_METRICS:
@@ -79,7 +87,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Write the matrices, heat maps and ranking; returns the ranking and output paths."""
     sweep_dir, out_dir = _options(cfg)
     pool = collect_pool(
-        sweep_dir, str(cfg.split), bool(cfg.predict_missing), int(cfg.batch_size), cfg.device
+        sweep_dir,
+        str(cfg.split),
+        bool(cfg.predict_missing),
+        int(cfg.batch_size),
+        cfg.device,
+        cut=(float(cfg.holdout_fraction), int(cfg.split_seed)),
     )
     names = [c.name for c in pool]
     correct = np.stack([c.preds.correct for c in pool])

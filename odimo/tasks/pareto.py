@@ -115,15 +115,29 @@ def print_table(rows: list[dict[str, Any]], scan: SweepScan, sweep_dir: Path) ->
     for row in rows:
         flags = ("L" if row["on_front_latency"] else "-") + ("E" if row["on_front_energy"] else "-")
         flags += " *" if row["selected"] else ""
+        flags += " C" if row["kind"] == "cascade" else ""
         print(
             f"{row['label']:<{width}}  {_fmt(row['val_acc_hard'], 100):>6}  "
             f"{_fmt(row['test_acc_hard'], 100):>6}  {_fmt(row['latency_ms'], 1, '.4g'):>9}  "
             f"{_fmt(row['energy_uj'], 1, '.4g'):>9}  {flags}"
         )
-    print("front: L = latency, E = energy; * = selected (latency front)")
+    print(
+        "front: L = latency, E = energy; * = selected (latency front); C = cascade "
+        "(held-out val accuracy, expected cost)"
+    )
     if scan.skipped:
         counts = ", ".join(f"{n} {reason}" for reason, n in sorted(scan.skip_counts().items()))
         print(f"skipped {len(scan.skipped)} jobs: {counts}")
+
+
+def print_hypervolumes(fronts: dict[str, dict[str, Any]]) -> None:
+    """One line per cost: hypervolume of single networks, cascades and both (same reference)."""
+    for name, front in fronts.items():
+        hv = front["hypervolume_by_kind"]
+        print(
+            f"hypervolume ({name}, log10 cost × acc): single networks {hv['single']:.4g}, "
+            f"cascades {hv['cascade']:.4g}, together {hv['all']:.4g}"
+        )
 
 
 def _import_wandb() -> ModuleType:
@@ -233,8 +247,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         n_front_energy=fronts["energy"]["n_front"],
         n_selected=len(fronts["latency"]["selected"]),
         hypervolume_log10cost={name: front["hypervolume"] for name, front in fronts.items()},
+        hypervolume_by_kind_log10cost={n: f["hypervolume_by_kind"] for n, f in fronts.items()},
     )
     print_table(rows, scan, opts.sweep_dir)
+    print_hypervolumes(fronts)
     print(f"wrote pareto.csv, selection.json, budgets.csv and 2 plots to {opts.out_dir}")
     if wandb is not None:
         log_to_wandb(wandb, opts, rows, outputs)

@@ -136,3 +136,33 @@ def test_false_hits_reuse_another_images_answer() -> None:
     assert result["acc"] == 0.75
     assert result["p_big"] == 0.5  # 1 of the 2 missed items
     assert result["big_calls"] == 0.25
+
+
+def test_memory_and_no_memory_are_scored_on_the_same_stream() -> None:
+    images = _images(60, 8)
+    stream = make_stream(60, duplicates=0.5, rotations=0.0, seed=3)
+    trace = run_memory(image_keys(stream_images(images, stream, np.arange(len(stream))), "exact"))
+    rng = np.random.default_rng(0)
+    m = len(stream)
+    outputs = PairOutputs(
+        conf=rng.uniform(size=m),
+        pred_little=rng.integers(0, 3, m),
+        pred_sent=rng.integers(0, 3, m),
+        labels=rng.integers(0, 3, m),  # per stream item: a plain split could not give these
+    )
+    result = cascade_on_stream(trace, stream, outputs, threshold=0.4)
+    # independent count over the stream's items, without and with the memory
+    alone = sum(
+        (outputs.pred_sent[i] if outputs.conf[i] < 0.4 else outputs.pred_little[i])
+        == outputs.labels[i]
+        for i in range(m)
+    )
+    assert result["acc_no_memory"] == pytest.approx(alone / m)
+    assert result["p_big_no_memory"] == pytest.approx((outputs.conf < 0.4).mean())
+    answer, right = {}, 0
+    for i in range(m):
+        src = int(stream.source[i])
+        if src not in answer:
+            answer[src] = outputs.pred_sent[i] if outputs.conf[i] < 0.4 else outputs.pred_little[i]
+        right += answer[src] == outputs.labels[i]
+    assert result["acc"] == pytest.approx(right / m)

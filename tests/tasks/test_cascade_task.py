@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from odimo.cascade.holdout import split_val
 from odimo.cascade.memory import image_keys, make_stream, run_memory, stream_images
 from odimo.cascade.predict import split_loader
 from odimo.cascade.preds import load_predictions, preds_path
@@ -95,16 +96,33 @@ def test_cascade_picks_on_val_and_reports_on_test(sweep: Path, tmp_path: Path) -
         )
     )
     t = result["threshold"]
-    # the choice: the naive loop's most accurate val threshold, ties toward fewer big calls
+    # the choice: the naive loop's most accurate threshold on val's select part, ties toward
+    # fewer big calls; its accuracy reported on the held-out part
     little, big = _pair(sweep, "val")
+    part = split_val(len(little), 0.5, 0)
     grid = threshold_grid(2001)
     acc, p_big = sweep_naive(
-        pair_outputs(little.logits, big.logits, little.labels, "margin", True), grid
+        pair_outputs(
+            little.logits[part["select"]],
+            big.logits[part["select"]],
+            little.labels[part["select"]],
+            "margin",
+            True,
+        ),
+        grid,
     )
     best = acc.max()
     expect = grid[np.flatnonzero(acc == best)[np.argmin(p_big[acc == best])]]
     assert t == pytest.approx(expect)
-    assert result["val"]["acc"] == pytest.approx(best)
+    assert result["val"]["select"]["acc"] == pytest.approx(best)
+    held = pair_outputs(
+        little.logits[part["holdout"]],
+        big.logits[part["holdout"]],
+        little.labels[part["holdout"]],
+        "margin",
+        True,
+    )
+    assert result["val"]["acc_holdout"] == pytest.approx(at_threshold(held, t)[0])
     little, big = _pair(sweep, "test")
     outputs = pair_outputs(little.logits, big.logits, little.labels, "margin", True)
     test_acc, test_p = at_threshold(outputs, t)
@@ -150,6 +168,11 @@ def test_exact_memory_on_the_test_stream(sweep: Path, tmp_path: Path) -> None:
         seen.add(key)
     assert mem["hit_rate"] == pytest.approx(hits / len(stream))
     assert result["test"]["hit_rate"] == mem["hit_rate"]
+    # without the memory: on the same stream (compared with `acc`), and on the plain split
+    assert result["test"]["acc_no_memory"] == mem["acc_no_memory"]
+    little, big = _pair(sweep, "test")
+    plain = pair_outputs(little.logits, big.logits, little.labels, "maxp", False)
+    assert result["test"]["acc_split"] == pytest.approx(at_threshold(plain, 0.6)[0])
     assert run_memory(image_keys(images, "exact")).hits.sum() == hits
     h, c_l, c_b = mem["hit_rate"], result["little"]["energy_uj"], result["big"]["energy_uj"]
     assert result["test"]["energy_expected_uj"] == pytest.approx(
@@ -176,7 +199,11 @@ def test_complementarity_and_pareto_place_the_cascade(sweep: Path, tmp_path: Pat
     with (tmp_path / "comp" / "complementarity_exactly_one.csv").open() as f:
         rows = list(csv.reader(f))[1:]
     i, j = names.index("all_analog"), names.index("all_digital")
-    assert float(rows[i][j + 1]) == pytest.approx((little.correct ^ big.correct).mean(), abs=1e-6)
+    # ranked on val's select part (the cascade task's default cut), never on its held-out part
+    sel = split_val(len(little), 0.5, 0)["select"]
+    exactly_one = (little.correct[sel] ^ big.correct[sel]).mean()
+    assert float(rows[i][j + 1]) == pytest.approx(exactly_one, abs=1e-6)
+    assert json.loads((tmp_path / "comp" / "ranking.json").read_text())["split"] == "select"
     # one pair, the cheaper network (in energy) as little: on 8x8 digits that may be either
     energy = {
         n: json.loads((sweep / n / "preds" / "info.json").read_text())["energy_uj"]
@@ -198,8 +225,9 @@ def test_complementarity_and_pareto_place_the_cascade(sweep: Path, tmp_path: Pat
     with (tmp_path / "pareto" / "pareto.csv").open() as f:
         points = [r for r in csv.DictReader(f) if r["kind"] == "cascade"]
     assert len(points) == 1 and points[0]["label"] == saved["label"]
-    assert float(points[0]["val_acc_hard"]) == pytest.approx(saved["val"]["acc"])
-    assert float(points[0]["energy_uj"]) == pytest.approx(saved["val"]["energy_expected_uj"])
+    held = saved["val"]["holdout"]
+    assert float(points[0]["val_acc_hard"]) == pytest.approx(held["acc"])
+    assert float(points[0]["energy_uj"]) == pytest.approx(held["energy_expected_uj"])
     shutil.rmtree(sweep / "cascades")
 
 

@@ -231,3 +231,40 @@ def test_entry_point_empty_sweep_is_one_line_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no finished jobs under")
+
+
+def test_hypervolumes_of_single_networks_cascades_and_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sweep = tmp_path / "sweep"
+    singles = [("baseline/all_digital", 2.0, 20.0, 0.95), ("baseline/all_analog", 0.2, 2.0, 0.6)]
+    for rel, lat, energy, acc in singles:
+        (sweep / rel).mkdir(parents=True)
+        metrics = _metrics("baseline", Path(rel).name, lat, energy, acc, acc, 0.5)
+        (sweep / rel / "metrics.json").write_text(json.dumps(metrics))
+        (sweep / rel / "DONE").write_text("")
+    # the cascade sits between the two: cheaper than all_digital, nearly as accurate
+    held = {"acc": 0.94, "latency_expected_ms": 0.9, "energy_expected_uj": 9.0}
+    (sweep / "cascades" / "m").mkdir(parents=True)
+    (sweep / "cascades" / "m" / "cascade.json").write_text(
+        json.dumps({"label": "c", "val": {"acc": 0.99, "holdout": held}, "test": {"acc": 0.9}})
+    )
+    refs = ["hypervolume_ref_latency_ms=4.0", "hypervolume_ref_energy_uj=40.0"]
+    result = run(compose_cfg([f"sweep_dir={sweep}", *refs]))
+    selection = json.loads(Path(result["selection_json"]).read_text())
+    got = selection["hypervolume_by_kind_log10cost"]
+    assert got == result["hypervolume_by_kind_log10cost"]
+    for name, i, ref in (("latency", 1, 4.0), ("energy", 2, 40.0)):
+        c_dig, c_ana = singles[0][i], singles[1][i]
+        c_cas = held[("latency_expected_ms", "energy_expected_uj")[i - 1]]
+        # independent: the staircase's area in log10(cost) × acc up to the reference cost; the
+        # cascade counts at its held-out accuracy 0.94, not at val's 0.99
+        expect = {
+            "single": 0.6 * np.log10(c_dig / c_ana) + 0.95 * np.log10(ref / c_dig),
+            "cascade": 0.94 * np.log10(ref / c_cas),
+            "all": 0.6 * np.log10(c_cas / c_ana)
+            + 0.94 * np.log10(c_dig / c_cas)
+            + 0.95 * np.log10(ref / c_dig),
+        }
+        assert got[name] == pytest.approx(expect)
+    assert "cascades 0." in capsys.readouterr().out
