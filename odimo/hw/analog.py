@@ -25,9 +25,9 @@ class AdcConfig:
     rows: int = 1152  # array rows summed by one read-out (C_in·K_y·K_x per tile)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.bits, int) and 2 <= self.bits <= 16):
+        if not (isinstance(self.bits, int) and 2 <= self.bits <= 24):
             raise ConfigError(
-                f"platform.analog.adc.bits must be an int in [2, 16], got {self.bits!r}"
+                f"platform.analog.adc.bits must be an int in [2, 24], got {self.bits!r}"
             )
         if not (isinstance(self.rows, int) and self.rows >= 1):
             raise ConfigError(f"platform.analog.adc.rows must be an int >= 1, got {self.rows!r}")

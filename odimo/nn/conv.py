@@ -229,18 +229,36 @@ class QuantConv2d(nn.Conv2d):
         return y
 
     def readout_forward(self, x: Tensor) -> Tensor:
-        """Training forward with the ADC: the other units mixed in one conv, the analog unit
-        through its read-out, weighted by its per-channel unit weight."""
-        units = self.active_units()
-        mix = self.unit_weights()
-        y = self.unit_output(x, self.readout_unit)
-        if len(units) > 1 or units[0] != self.readout_unit:
-            y = y * mix[self.readout_unit].view(1, -1, 1, 1)
-            others = tuple(u for u in units if u != self.readout_unit)
-            if others:
-                weight, bias = self.effective_weight_bias(others)
-                y = y + self._conv_forward(x, weight, bias).to(y.dtype)
-        return y
+        """Training forward with the ADC: the one mixed conv of the idealised forward plus, on
+        the analog unit's share, the read-out's correction Δ = (ADC(p) − p)·step·s_c.
+
+        Forward: every channel computes Σ_u w_u·y_u with the analog y_u read out through the
+        ADC (tiles, gain, clamp, noise), i.e. what the deployed network computes (up to float
+        rounding of the mixed conv). Backward: Δ carries no gradient, so the gradient passes
+        straight through the floor and the clamp, and the unit weights' gradient sees the
+        read-out value (∂/∂w_a = ⟨g, y_a + Δ⟩). Cost: one extra conv, forward only, no grad.
+        """
+        weight, bias = self.effective_weight_bias()
+        y = self._conv_forward(x, weight, bias)
+        mix = self.unit_weights()[self.readout_unit]
+        return y + mix.view(1, -1, 1, 1) * self.readout_correction(x).to(y.dtype)
+
+    @torch.no_grad()
+    def readout_correction(self, x: Tensor) -> Tensor:
+        """(Σ_tiles ADC(p) − p)·act_step·s_c for every output channel [N, C, H, W] (no grad)."""
+        wq = self.weight_quants[self.readout_unit]
+        act_step = self.input_quant.step()
+        parts = wq.factored(self.weight)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            inner = parts.inner.float() / act_step  # t·2^k: conv(x, t·2^k) = p, exact
+            p = self.readout.partial_sums(x.float(), inner, self)
+            delta = self.readout(p) - p.sum(1)
+            scale = act_step * parts.inner_mult
+            if parts.out_scale is not None:
+                scale = scale * parts.out_scale.float().view(1, -1, 1, 1)
+            if parts.out_div is not None:
+                scale = scale / parts.out_div
+            return delta * scale
 
     def exact_forward(self, x: Tensor) -> Tensor:
         """The one-hot network as deployed: each active unit exactly, channels picked by mask."""

@@ -117,8 +117,11 @@ def unit_quantization(layer: QuantConv2d, unit: int) -> UnitQuant:
     raise TypeError(f"no integer form for weight quantizer {type(wq).__name__}")
 
 
-def copy_readout(readout: AnalogReadout, channels: Tensor) -> AnalogReadout:
-    """The read-out of a mapped layer for the unit conv that computes `channels` of it."""
+def copy_readout(
+    readout: AnalogReadout, channels: Tensor, in_order: Sequence[int]
+) -> AnalogReadout:
+    """The read-out of a mapped layer for the unit conv that computes `channels` of it and
+    reads its input channels in `in_order` (the row tiles stay those of the mapped layer)."""
     out = AnalogReadout(
         readout.adc,
         readout.in_channels,
@@ -128,6 +131,8 @@ def copy_readout(readout: AnalogReadout, channels: Tensor) -> AnalogReadout:
     )
     out.log2_gain.copy_(readout.log2_gain)
     out.calibrated = readout.calibrated
+    if out.tiles > 1 and list(in_order) != list(range(len(in_order))):
+        out.column_tiles = torch.tensor(in_order, dtype=torch.long) // out.tile
     return out.to(readout.log2_gain.device)
 
 
@@ -304,7 +309,7 @@ class SplitConv2d(nn.Conv2d):
                 conv.out_scale = q.out_scale[rows].view(1, -1, 1, 1).to(conv.weight.dtype)
             conv.out_div = q.out_div
             if u == layer.readout_unit:
-                conv.readout = copy_readout(layer.readout, rows)
+                conv.readout = copy_readout(layer.readout, rows, split.in_order)
                 conv.act_step = q.act_step
         return split
 

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odimo.hw.analog import AdcConfig, NoiseConfig
-from odimo.ste import floor_ste
 
 #: Percentile of |p| on the calibration batch that the gain maps to the ADC's top code.
 GAIN_PERCENTILE = 0.999
@@ -45,6 +44,32 @@ def gain_exponent(partial_sums: Tensor, qmax: int, percentile: float = GAIN_PERC
     if top <= qmax:
         return 0
     return max(0, math.ceil(math.log2(top / qmax)))
+
+
+class _FloorClamp(torch.autograd.Function):
+    """clamp(floor(v), lo, hi); gradient 1 where floor(v) is inside [lo, hi], else 0."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, lo: int, hi: int) -> Tensor:
+        q = torch.floor(v)
+        ctx.save_for_backward((q >= lo) & (q <= hi))
+        return q.clamp_(lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None
+
+
+def floor_clamp_ste(v: Tensor, lo: int, hi: int) -> Tensor:
+    """The ADC's rounding: clamp(floor(v), lo, hi), straight-through inside the range.
+
+    >>> v = torch.tensor([-40.0, -31.5, 0.5, 31.5, 40.0], requires_grad=True)
+    >>> q = floor_clamp_ste(v, -32, 31); q.sum().backward()
+    >>> q.tolist(), v.grad.tolist()
+    ([-32.0, -32.0, 0.0, 31.0, 31.0], [0.0, 1.0, 1.0, 1.0, 0.0])
+    """
+    return _FloorClamp.apply(v, lo, hi)
 
 
 class AnalogReadout(nn.Module):
@@ -76,6 +101,9 @@ class AnalogReadout(nn.Module):
         # log2 of the gain; UNSET until the first batch (a calibration batch) sets it
         self.register_buffer("log2_gain", torch.tensor(UNSET))
         self.register_buffer("channels", channels, persistent=False)
+        #: Tile of each input column when the columns are a permutation of the layer's input
+        #: channels (the split form); None = columns in channel order, contiguous tiles.
+        self.register_buffer("column_tiles", None, persistent=False)
         self.calibrated = False
         self.noise: NoiseConfig | None = None
         self.generator: torch.Generator | None = None
@@ -108,11 +136,17 @@ class AnalogReadout(nn.Module):
         stride, padding, dilation = conv.stride, conv.padding, conv.dilation
         if self.tiles == 1:
             return F.conv2d(codes, weight, None, stride, padding, dilation).unsqueeze(1)
+        c = weight.shape[0]
+        if self.column_tiles is not None:  # permuted columns: one masked copy per tile
+            tiles = torch.arange(self.tiles, device=weight.device)
+            mask = (self.column_tiles.view(1, -1) == tiles.view(-1, 1)).to(weight.dtype)
+            masked = weight.unsqueeze(0) * mask.view(self.tiles, 1, -1, 1, 1)
+            out = F.conv2d(codes, masked.flatten(0, 1), None, stride, padding, dilation)
+            return out.view(out.shape[0], self.tiles, c, *out.shape[2:])
         pad = self.tiles * self.tile - self.in_channels
         if pad:
             codes = F.pad(codes, (0, 0, 0, 0, 0, pad))
             weight = F.pad(weight, (0, 0, 0, 0, 0, pad))
-        c = weight.shape[0]
         # [C, tiles·tile, k, k] -> [tiles·C, tile, k, k]: group j reads input channels of tile j
         grouped = weight.view(c, self.tiles, self.tile, *weight.shape[2:]).transpose(0, 1)
         grouped = grouped.reshape(self.tiles * c, self.tile, *weight.shape[2:])
@@ -156,13 +190,13 @@ class AnalogReadout(nn.Module):
         n = self.draw_noise(p)
         if n is not None:
             v = v + n
-        q = torch.clamp(floor_ste(v), self.adc.qmin, self.adc.qmax)
+        q = floor_clamp_ste(v, self.adc.qmin, self.adc.qmax)
         return q.sum(1) * g
 
     def extra_repr(self) -> str:
         return (
             f"bits={self.adc.bits}, rows={self.adc.rows}, tile={self.tile}, tiles={self.tiles}, "
-            f"gain=2^{int(self.log2_gain)}"
+            f"gain={'2^%d' % int(self.log2_gain) if self.calibrated else 'uncalibrated'}"
         )
 
 

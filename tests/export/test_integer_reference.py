@@ -7,26 +7,12 @@ import pytest
 import torch
 
 from odimo.export.integer_reference import integer_reference
-from odimo.hw import Diana, get_platform, with_analog
-from odimo.hw.analog import AdcConfig, AnalogArithmetic, NoiseConfig
-from odimo.models import build_model
-from odimo.nn import quant_layers
-from odimo.quant.adc import calibrate_readouts, readouts, set_readout_noise
+from odimo.hw import Diana
+from odimo.hw.analog import NoiseConfig
+from odimo.quant.adc import readouts, set_readout_noise
 
-from . import SPECS, inputs, random_mapped
-
-
-def chip_model(name: str, kind: str, rows: int = 1152, seed: int = 0):
-    """A random mapped model rebuilt on DIANA with the ADC (`rows` per tile), calibrated."""
-    ideal, _ = random_mapped(name, kind, seed)
-    platform = with_analog(get_platform("diana"), AnalogArithmetic(AdcConfig(6, rows)))
-    model = build_model(SPECS[name], "mapped", platform)
-    for layer_name, layer in quant_layers(model).items():
-        layer.set_assignment(quant_layers(ideal)[layer_name].assignment)
-    model.load_state_dict(ideal.state_dict(), strict=False)
-    model.eval()
-    calibrate_readouts(model, inputs(name, 8, seed=1))
-    return model
+from . import chip_mapped as chip_model
+from . import inputs, random_mapped
 
 
 @pytest.mark.parametrize(
