@@ -196,7 +196,7 @@ class AnalogReadout(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"bits={self.adc.bits}, rows={self.adc.rows}, tile={self.tile}, tiles={self.tiles}, "
-            f"gain={'2^%d' % int(self.log2_gain) if self.calibrated else 'uncalibrated'}"
+            f"gain={f'2^{int(self.log2_gain)}' if self.calibrated else 'uncalibrated'}"
         )
 
 
