@@ -78,3 +78,60 @@ def on_platform(
     if calibration is not None and any(not r.calibrated for r in readouts(model)):
         calibrate_readouts(model, calibration.to(next(model.parameters()).device))
     return model
+
+
+def limited(loader: Iterable[tuple[Tensor, Tensor]], images: int | None):
+    """The first `images` images of a loader's batches (all when None)."""
+    seen = 0
+    for x, y in loader:
+        if images is not None and seen >= images:
+            return
+        take = len(y) if images is None else min(len(y), images - seen)
+        seen += take
+        yield x[:take], y[:take]
+
+
+def chip_metrics(
+    model: nn.Module,
+    loaders: dict[str, Iterable[tuple[Tensor, Tensor]]],
+    noise: NoiseConfig,
+    draws: int = NOISE_DRAWS,
+    seed: int = 0,
+    images: int | None = None,
+) -> dict[str, float]:
+    """`final/<split>/acc_chip_mean` and `_std` over seeded draws for each split's loader
+    (nothing when the network has no read-out or draws is 0)."""
+    if draws < 1 or not readouts(model):
+        return {}
+    out: dict[str, float] = {}
+    for split, loader in loaders.items():
+        result = chip_accuracy(model, limited(loader, images), noise, draws, seed)
+        out[f"final/{split}/acc_chip_mean"] = result["mean"]
+        out[f"final/{split}/acc_chip_std"] = result["std"]
+    out["final/chip/noise_sigma_lsb"] = noise.sigma_lsb
+    out["final/chip/noise_snr"] = noise.snr
+    out["final/chip/noise_draws"] = float(draws)
+    return out
+
+
+def sigma_table(
+    model: nn.Module,
+    batches: list[tuple[Tensor, Tensor]],
+    noise: NoiseConfig,
+    sigmas: Iterable[float],
+    draws: int = NOISE_DRAWS,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """Chip accuracy at each additive σ (LSB): σ = 0 is the noiseless ADC (one value), σ > 0
+    mean ± std over `draws` seeded draws; `noise.snr` > 0 replaces σ by that relative mode."""
+    rows = []
+    for sigma in sigmas:
+        level = NoiseConfig(float(sigma), noise.snr if sigma else 0.0)
+        if level.silent:
+            acc = accuracy(model, batches)
+            rows.append({"sigma_lsb": float(sigma), "mean": acc, "std": 0.0, "draws": 0})
+            continue
+        res = chip_accuracy(model, batches, level, draws, seed)
+        rows.append({"sigma_lsb": float(sigma), "mean": res["mean"], "std": res["std"],
+                     "draws": draws})  # fmt: skip
+    return rows
