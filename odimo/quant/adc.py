@@ -122,7 +122,7 @@ class AnalogReadout(nn.Module):
 
     def gain(self) -> Tensor:
         """The power-of-two gain g (a 0-d tensor)."""
-        return torch.exp2(self.log2_gain)
+        return torch.pow(2.0, self.log2_gain)  # (exp2 has no ONNX export)
 
     @torch.no_grad()
     def calibrate(self, partial_sums: Tensor) -> None:
@@ -190,7 +190,10 @@ class AnalogReadout(nn.Module):
         n = self.draw_noise(p)
         if n is not None:
             v = v + n
-        q = floor_clamp_ste(v, self.adc.qmin, self.adc.qmax)
+        if torch.is_grad_enabled() and v.requires_grad:
+            q = floor_clamp_ste(v, self.adc.qmin, self.adc.qmax)
+        else:  # plain ops: what inference (and the ONNX export) runs
+            q = torch.clamp(torch.floor(v), self.adc.qmin, self.adc.qmax)
         return q.sum(1) * g
 
     def extra_repr(self) -> str:
