@@ -241,7 +241,7 @@ class QuantConv2d(nn.Conv2d):
         weight, bias = self.effective_weight_bias()
         y = self._conv_forward(x, weight, bias)
         mix = self.unit_weights()[self.readout_unit]
-        return y + mix.view(1, -1, 1, 1) * self.readout_correction(x).to(y.dtype)
+        return torch.addcmul(y, mix.view(1, -1, 1, 1), self.readout_correction(x).to(y.dtype))
 
     @torch.no_grad()
     def readout_correction(self, x: Tensor) -> Tensor:
@@ -252,13 +252,13 @@ class QuantConv2d(nn.Conv2d):
         with torch.autocast(device_type=x.device.type, enabled=False):
             inner = parts.inner.float() / act_step  # t·2^k: conv(x, t·2^k) = p, exact
             p = self.readout.partial_sums(x.float(), inner, self)
-            delta = self.readout(p) - p.sum(1)
+            delta = self.readout(p).sub_(p.sum(1) if p.shape[1] > 1 else p.squeeze(1))
             scale = act_step * parts.inner_mult
             if parts.out_scale is not None:
                 scale = scale * parts.out_scale.float().view(1, -1, 1, 1)
             if parts.out_div is not None:
                 scale = scale / parts.out_div
-            return delta * scale
+            return delta.mul_(scale)
 
     def exact_forward(self, x: Tensor) -> Tensor:
         """The one-hot network as deployed: each active unit exactly, channels picked by mask."""

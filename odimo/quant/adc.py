@@ -191,10 +191,11 @@ class AnalogReadout(nn.Module):
         if n is not None:
             v = v + n
         if torch.is_grad_enabled() and v.requires_grad:
-            q = floor_clamp_ste(v, self.adc.qmin, self.adc.qmax)
-        else:  # plain ops: what inference (and the ONNX export) runs
-            q = torch.clamp(torch.floor(v), self.adc.qmin, self.adc.qmax)
-        return q.sum(1) * g
+            return floor_clamp_ste(v, self.adc.qmin, self.adc.qmax).sum(1) * g
+        # inference (and the training correction, the ONNX export): in place, plain ops
+        q = v.floor_().clamp_(self.adc.qmin, self.adc.qmax)
+        q = q.sum(1) if q.shape[1] > 1 else q.squeeze(1)
+        return q.mul_(g)
 
     def extra_repr(self) -> str:
         return (
