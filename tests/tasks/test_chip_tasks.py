@@ -8,6 +8,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
+from odimo.cascade.predict import predict_finished_run
 from odimo.errors import ConfigError
 from odimo.export.integer_run import export_integer_run
 from odimo.lit.chip import chip_accuracy
@@ -36,6 +37,9 @@ def test_chip_aware_baseline_reports_chip_accuracy_and_exports_exactly(tmp_path)
     assert metrics["final/test/acc_chip_mean"] == pytest.approx(res["mean"])
     assert metrics["final/test/acc_chip_std"] == pytest.approx(res["std"])
     assert {"final/val/acc_chip_mean", "final/val/acc_chip_std"} <= set(metrics)
+    info = predict_finished_run(tmp_path / "run", ["test"], 256, noise_draws=2)
+    assert info["test_acc"] == pytest.approx(metrics["final/test/acc_hard"])
+    assert info["test_acc_chip_mean"] == pytest.approx(metrics["final/test/acc_chip_mean"])
 
     table = chip_eval(
         OmegaConf.create(
