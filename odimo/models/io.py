@@ -3,8 +3,8 @@
 
 File format (`torch.save` of a plain dict; `weights_only=True` loads it):
 `{"format": "odimo.mapped/1", "spec": {name, input_size, num_classes, options}, "platform": "diana",
-"platform_config": <the platform's config, with its analog read-out>, "mapping": <mapping JSON
-dict>, "state_dict": <mapped model state dict>}`.
+"analog": <the analog read-out the network computes with, `platform.analog` as config, or
+None>, "mapping": <mapping JSON dict>, "state_dict": <mapped model state dict>}`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from odimo.errors import CheckpointError, ConfigError, MappingError
-from odimo.hw import get_platform, platform_to_config
+from odimo.hw import get_platform, with_analog
+from odimo.hw.analog import analog_from_config
 from odimo.hw.platform import Platform
 from odimo.io import atomic_torch_save
 from odimo.models.build import ModelSpec, build_model, to_mapped
 from odimo.nn.conv import SearchConv2d
-from odimo.nn.mapping import Mapping, apply_mapping, model_mapping
+from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 
 FORMAT = "odimo.mapped/1"
 
@@ -32,6 +33,14 @@ def readout_state(state: dict, model: nn.Module) -> dict:
     return {k: v for k, v in state.items() if k in own or not k.endswith(".readout.log2_gain")}
 
 
+def read_out_config(model: nn.Module) -> dict | None:
+    """The analog read-out config of the platform the model's layers were built on (None:
+    exact sums; a file without the key loads with exact sums, as it was trained)."""
+    layers = quant_layers(model)
+    analog = next(iter(layers.values())).platform.analog if layers else None
+    return None if analog is None else analog.to_config()
+
+
 def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
     """Write a mapped (or search: its argmax mapping is taken) model to `path` atomically."""
     if any(isinstance(m, SearchConv2d) for m in model.modules()):
@@ -41,7 +50,7 @@ def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
         "format": FORMAT,
         "spec": model.spec.to_json(),
         "platform": platform.name,
-        "platform_config": platform_to_config(platform),
+        "analog": read_out_config(model),
         "mapping": mapping.to_json(),
         "state_dict": {
             k: v.detach().cpu()
@@ -69,7 +78,9 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
     try:
         spec_d = payload["spec"]
         spec = ModelSpec.from_json(spec_d)
-        platform = get_platform(payload.get("platform_config") or payload["platform"])
+        platform = with_analog(
+            get_platform(payload["platform"]), analog_from_config(payload.get("analog"))
+        )
         model = build_model(spec, "mapped", platform)
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         first_line = (str(err).splitlines() or [""])[0]
