@@ -76,7 +76,8 @@ def on_platform(
     model.load_state_dict(readout_state(mapped_model.state_dict(), model), strict=False)
     model = model.to(next(mapped_model.parameters()).device).eval()
     if calibration is not None and any(not r.calibrated for r in readouts(model)):
-        calibrate_readouts(model, calibration.to(next(model.parameters()).device))
+        device = next(model.parameters()).device
+        calibrate_readouts(model, calibration.to(device), keep_calibrated=True)
     return model
 
 

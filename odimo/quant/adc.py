@@ -210,9 +210,12 @@ def readouts(model: nn.Module) -> list[AnalogReadout]:
 
 
 @torch.no_grad()
-def calibrate_readouts(model: nn.Module, batch: Tensor) -> int:
-    """Set every read-out's gain from one batch (eval-mode forward); returns how many."""
-    found = readouts(model)
+def calibrate_readouts(model: nn.Module, batch: Tensor, keep_calibrated: bool = False) -> int:
+    """Set every read-out's gain from one batch (eval-mode forward); returns how many were set.
+
+    With `keep_calibrated`, gains already set (e.g. loaded from a checkpoint) are kept and only
+    the others are calibrated (on the inputs the calibrated layers produce)."""
+    found = [r for r in readouts(model) if not (keep_calibrated and r.calibrated)]
     for r in found:
         r.reset()
     if found:
