@@ -63,6 +63,11 @@ class IntegerConv(nn.Module):
                 }
             )
         self.readout = copy.deepcopy(layer.readout) if layer.readout_unit is not None else None
+        #: The layer itself, for inputs off every power-of-two grid (a global average over a
+        #: non-power-of-two area, e.g. 7x7): the chip's pooling is not modelled, so such a layer
+        #: runs as the network runs it and `float_fallbacks` counts the batches that did.
+        self.layer = copy.deepcopy(layer)
+        self.float_fallbacks = 0
 
     def columns(self, x_int: Tensor) -> Tensor:
         """im2col of the integer input [N, L, C_in·K_y·K_x] (int64; channel-major columns)."""
@@ -116,7 +121,9 @@ class IntegerConv(nn.Module):
         x_int = x.double() * 2.0**self.act_exp
         while not torch.equal(x_int, torch.round(x_int)):
             if frac >= 24:
-                raise ValueError("the conv's input is not on a power-of-two grid")
+                self.float_fallbacks += 1
+                with torch.no_grad():
+                    return self.layer(x)
             frac, x_int = frac + 1, x_int * 2
         kernel, stride, padding, dilation = self.geometry
         n, _, h, w = x.shape
@@ -144,6 +151,11 @@ class IntegerConv(nn.Module):
                 v = v / u["out_div"]
             y[:, :, u["rows"]] = v.float()
         return y.transpose(1, 2).reshape(n, self.out_channels, oh, ow)
+
+
+def float_layers(reference: nn.Module) -> list[str]:
+    """Layers of an integer reference that ran in float for some input (see `IntegerConv`)."""
+    return [n for n, m in reference.named_modules() if getattr(m, "float_fallbacks", 0)]
 
 
 @torch.no_grad()
