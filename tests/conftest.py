@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from odimo.hw import Diana, LayerGeometry, get_platform, record_geometry
+from odimo.hw import Diana, LayerGeometry, get_platform, record_geometry, with_analog
 from odimo.models import ModelSpec, build_model
 from tests.reference import REFERENCE_SPECS, RefCost
 
@@ -27,7 +27,16 @@ def _seed_torch() -> None:
 
 @pytest.fixture
 def diana() -> Diana:
-    return get_platform("diana")
+    """DIANA with the idealised analog arithmetic (exact sums: the method's numbers)."""
+    return with_analog(get_platform("diana"), None)
+
+
+@pytest.fixture
+def diana_chip() -> Diana:
+    """DIANA as `conf/platform/diana.yaml` describes it: the analog core's 6-bit read-out."""
+    platform = get_platform("diana")
+    assert platform.analog is not None and platform.analog.enabled
+    return platform
 
 
 @pytest.fixture(scope="session")

@@ -30,9 +30,20 @@ NUMBER_KEYS = (
     "final/cost/energy_hard_uj",
     "final/arch/analog_frac",
     "final/target/value",
+    "final/val/acc_chip_mean",
+    "final/test/acc_chip_mean",
+    "final/test/acc_chip_std",
 )
 #: Text keys read from metrics.json; a missing value becomes None.
-TEXT_KEYS = ("kind", "baseline", "reg", "model", "dataset", "final/target/unit")
+TEXT_KEYS = (
+    "kind",
+    "baseline",
+    "reg",
+    "model",
+    "dataset",
+    "final/target/unit",
+    "final/accuracy_arithmetic",  # chip_adc (noiseless ADC) | ideal (exact analog sums)
+)
 #: Keys without which a job cannot be placed on a front.
 REQUIRED_FOR_FRONTS = (
     "final/val/acc_hard",

@@ -25,7 +25,11 @@ from torch.utils.data import DataLoader
 from odimo.analysis.sweep import read_job
 from odimo.cascade.preds import preds_path, save_predictions, write_info
 from odimo.errors import CheckpointError, ConfigError, OdimoError
+from odimo.hw.analog import NoiseConfig
+from odimo.lit.chip import chip_accuracy
 from odimo.models import load_mapped
+from odimo.nn.mapping import quant_layers
+from odimo.quant.adc import readouts
 
 
 @torch.no_grad()
@@ -195,6 +199,13 @@ def check_accuracy(split: str, acc: float, n: int, metrics: dict[str, Any]) -> N
         )
 
 
+def read_out_noise(model: nn.Module) -> NoiseConfig | None:
+    """The deployment noise of the network's analog read-out (None without one)."""
+    if not readouts(model):
+        return None
+    return next(iter(quant_layers(model).values())).platform.analog.noise
+
+
 def predict_finished_run(
     run_dir: Path,
     splits: Sequence[str],
@@ -202,10 +213,14 @@ def predict_finished_run(
     num_workers: int = 0,
     device: str = "cpu",
     check_metrics: bool = True,
+    noise_draws: int = 0,
 ) -> dict[str, Any]:
     """Predictions of a finished odimo run, written under `<run_dir>/preds/` with its info.
 
     With `check_metrics`, each split's accuracy must equal the run's own final evaluation.
+    With `noise_draws` and a network that reads out through the analog ADC, each split's
+    accuracy under the platform's read-out noise is added (`<split>_acc_chip_mean/std`, seeded
+    draws 0..n-1, `odimo.lit.chip`); the logits themselves are the noiseless chip's.
     """
     if not run_dir.is_dir():
         raise ConfigError(f"run_dir {run_dir} is not a directory")
@@ -219,6 +234,11 @@ def predict_finished_run(
             check_accuracy(split, acc, len(labels), clf.metrics)
         info[f"{split}_acc"] = acc
         info[f"{split}_n"] = len(labels)
+        noise = read_out_noise(clf.model)
+        if noise_draws > 0 and noise is not None:
+            loader = split_loader(clf.datamodule, split)
+            res = chip_accuracy(clf.model.to(device), loader, noise, noise_draws)
+            info[f"{split}_acc_chip_mean"], info[f"{split}_acc_chip_std"] = res["mean"], res["std"]
         info["num_classes"] = int(logits.shape[1])
     job = read_job(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     info.update(

@@ -32,12 +32,14 @@ from torch import nn
 from odimo.errors import CheckpointError, ConfigError
 from odimo.export.channel_plan import plan_channels, split_model
 from odimo.export.integer import integer_export
+from odimo.export.integer_reference import integer_reference
 from odimo.export.onnx import ONNX_OPSET, export_onnx, gather_ops, run_onnx
 from odimo.export.reference import exact_reference
 from odimo.export.split_files import save_split
 from odimo.hw import record_geometry
 from odimo.models import load_mapped
 from odimo.nn.report import cost_report
+from odimo.quant.adc import readouts
 
 SUMMARY_FORMAT = "odimo.export/1"
 METRIC_KEYS = {
@@ -169,7 +171,11 @@ def _compare(
         "mapped": _logits(model, x),
         "split": _logits(split, x),
         "onnx": run_onnx(onnx_path, x),
-        "exact": _logits(exact_reference(model), x.astype(np.float64)),
+        "exact": (  # with the ADC on, the exact arithmetic is the int64 read-out reference
+            _logits(integer_reference(model), x)
+            if readouts(model)
+            else _logits(exact_reference(model), x.astype(np.float64))
+        ),
     }
     n = min(len(x), 32)
     single = {

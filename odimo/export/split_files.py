@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from odimo.errors import CheckpointError
-from odimo.hw import get_platform
+from odimo.hw import get_platform, with_analog
+from odimo.hw.analog import analog_from_config
 from odimo.hw.platform import Platform
 from odimo.io import atomic_torch_save, atomic_write_text
+from odimo.models.io import read_out_config
 from odimo.nn.mapping import Mapping, apply_mapping, model_mapping
 from odimo.nn.split import ExportActQuant
 
@@ -47,6 +49,7 @@ def split_spec(split: nn.Module, mapped: nn.Module, platform: Platform) -> dict:
         "spec": mapped.spec.to_json(),
         "platform": platform.name,
         "mapping": model_mapping(mapped, platform).to_json(),
+        "analog": read_out_config(mapped),
         "activations": list(groups.values()),
     }
 
@@ -75,7 +78,9 @@ def load_split(folder: str | Path) -> nn.Module:
         spec = json.loads((folder / SPEC).read_text())
         if spec.get("format") != FORMAT:
             raise ValueError(f"format is {spec.get('format')!r}, expected {FORMAT!r}")
-        platform = get_platform(spec["platform"])
+        platform = with_analog(
+            get_platform(spec["platform"]), analog_from_config(spec.get("analog"))
+        )
         mapped = build_model(ModelSpec.from_json(spec["spec"]), "mapped", platform)
         apply_mapping(mapped, Mapping.from_json(spec["mapping"], source=str(folder / SPEC)))
         split = split_model(mapped, platform)

@@ -7,6 +7,7 @@ from odimo.hw.config import (
     load_platform_yaml,
     platform_from_config,
     platform_to_config,
+    with_analog,
 )
 from odimo.hw.diana import Diana, DianaConstants
 from odimo.hw.geometry import GeometryTable, LayerGeometry, record_geometry
@@ -32,4 +33,5 @@ __all__ = [
     "platform_from_config",
     "platform_to_config",
     "record_geometry",
+    "with_analog",
 ]

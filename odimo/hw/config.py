@@ -9,12 +9,14 @@ writes calibrated ones.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from odimo.errors import ConfigError
+from odimo.hw.analog import AnalogArithmetic, analog_from_config
 from odimo.hw.diana import Diana
 from odimo.hw.platform import Platform
 
@@ -36,7 +38,8 @@ def _plain(cfg: Any) -> dict[str, Any]:
 
 
 def platform_from_config(cfg: Mapping[str, Any], **overrides: Any) -> Platform:
-    """Build a platform from its config (`name`, `kind`, `cheap_unit`, `constants`)."""
+    """Build a platform from its config (`name`, `kind`, `cheap_unit`, `constants`, optional
+    `analog`: the analog read-out, see `odimo.hw.analog`)."""
     data = _plain(cfg)
     kind = data.get("kind") or (data.get("name") if data.get("name") in PLATFORMS else None)
     if kind is None:
@@ -56,9 +59,11 @@ def platform_from_config(cfg: Mapping[str, Any], **overrides: Any) -> Platform:
     kwargs = {k: data[k] for k in ("name", "cheap_unit", "smooth_cycles") if k in data}
     kwargs.update(overrides)
     try:
-        return cls(constants=cls.constants_type(**constants), **kwargs)
+        platform = cls(constants=cls.constants_type(**constants), **kwargs)
     except (TypeError, ValueError, KeyError) as err:
         raise ConfigError(f"platform {data.get('name')}: {err}") from None
+    platform.analog = analog_from_config(data.get("analog"))
+    return platform
 
 
 def platform_to_config(platform: Platform, **extra: Any) -> dict[str, Any]:
@@ -70,7 +75,15 @@ def platform_to_config(platform: Platform, **extra: Any) -> dict[str, Any]:
         "cheap_unit": platform.cheap_unit,
         **extra,
         "constants": asdict(platform.constants),
+        **({"analog": platform.analog.to_config()} if platform.analog is not None else {}),
     }
+
+
+def with_analog(platform: Platform, analog: AnalogArithmetic | None) -> Platform:
+    """A copy of `platform` with another analog read-out (None: exact accumulation)."""
+    out = copy.copy(platform)
+    out.analog = analog
+    return out
 
 
 def get_platform(name: str | Mapping[str, Any] = "diana", **kwargs: Any) -> Platform:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from odimo.hw.analog import AnalogArithmetic
 from odimo.hw.geometry import GeometryTable, LayerGeometry
 
 
@@ -58,6 +59,8 @@ class Platform(ABC):
     freq_hz: float
     #: Name of the cheap, low-precision unit (DIANA: "analog"); set from the platform's config.
     cheap_unit: str
+    #: The cheap unit's analog read-out (ADC and noise); None = exact accumulation.
+    analog: AnalogArithmetic | None = None
 
     @property
     def num_units(self) -> int:

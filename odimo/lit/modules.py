@@ -14,9 +14,11 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from odimo.errors import TrainingDivergedError
+from odimo.hw.analog import NoiseConfig
 from odimo.lit.optim import make_optimizer, parameter_groups
 from odimo.nn.conv import hard_mapping, polarization
 from odimo.nn.network_cost import NetworkCost, Regularizer
+from odimo.quant.adc import set_readout_noise
 
 
 def step_loss(
@@ -57,6 +59,27 @@ class PhaseModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.register_buffer("nonfinite", torch.zeros((), dtype=torch.bool), persistent=False)
+        #: Read-out noise drawn afresh every training batch (`train.noise`); None = noiseless.
+        self.train_noise: NoiseConfig | None = None
+        self._noise_on = False
+
+    def _set_noise(self, on: bool) -> None:
+        """Training batches read out with `train_noise`; evaluation always noiseless."""
+        if on != self._noise_on and self.train_noise is not None:
+            set_readout_noise(self.model, self.train_noise if on else None)
+            self._noise_on = on
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._set_noise(True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._set_noise(False)
+
+    def on_test_epoch_start(self) -> None:
+        self._set_noise(False)
+
+    def on_train_end(self) -> None:
+        self._set_noise(False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

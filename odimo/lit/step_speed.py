@@ -7,7 +7,11 @@ One process builds the same architecture three times:
 - `search`: the search form folded from the float model, loss = CE + strength·latency, three
   optimizers (`SearchModule`);
 - `finetune`: the mapped form under the `min_latency_max8` baseline (both units active in some
-  layers), weights and quantizers trained (`FinetuneModule`).
+  layers), weights and quantizers trained (`FinetuneModule`);
+- `search_chip`, `finetune_chip` (when `build_variants` gets a `chip` platform, whose analog
+  core reads out through an ADC): the same two steps through the read-out
+  (`odimo.quant.adc`); the plain variants then run with exact analog sums, so one run gives
+  the ratios with the chip arithmetic on and off.
 
 One step is exactly what training runs per batch: `module.losses(batch)` (the loss of
 `training_step`), `backward()`, `optimizer.step()`, `optimizer.zero_grad(set_to_none=True)`, on
@@ -57,6 +61,8 @@ OPTIM = {
 }
 
 VARIANTS = ("float", "search", "finetune")
+#: The search and fine-tune steps through the analog read-out (see the module doc).
+CHIP_VARIANTS = ("search_chip", "finetune_chip")
 
 
 def resolve_spec(model: str, input_size, num_classes: int | None = None) -> ModelSpec:
@@ -87,9 +93,16 @@ class Variant:
 
 
 def build_variants(
-    spec: ModelSpec, platform, reg: str, strength: float, device: torch.device, channels_last: bool
+    spec: ModelSpec,
+    platform,
+    reg: str,
+    strength: float,
+    device: torch.device,
+    channels_last: bool,
+    chip=None,
 ) -> tuple[dict[str, Variant], Callable[[], None]]:
-    """The three variants on `device`, and the cost forward+backward step of the search one."""
+    """The three variants on `device` (plus the `CHIP_VARIANTS` on platform `chip` if given),
+    and the cost forward+backward step of the search one."""
     float_model = build_model(spec, "float")
     search_model = build_model(spec, "search", platform)
     fold_float_into(search_model, float_model)
@@ -107,6 +120,15 @@ def build_variants(
         ),
         "finetune": FinetuneModule(mapped_model, spec.num_classes, OPTIM["finetune"]),
     }
+    if chip is not None:
+        chip_search = build_model(spec, "search", chip)
+        chip_search.load_state_dict(search_model.state_dict(), strict=False)  # gains: 1st batch
+        chip_network = NetworkCost(chip_search, chip, spec.input_size)
+        modules["search_chip"] = SearchModule(
+            chip_search, spec.num_classes, OPTIM["search"], chip_network, regularizer
+        )
+        chip_mapped = to_mapped(chip_search, chip, mapping)
+        modules["finetune_chip"] = FinetuneModule(chip_mapped, spec.num_classes, OPTIM["finetune"])
     variants = {}
     for name, module in modules.items():
         module.to(device)
@@ -205,6 +227,7 @@ def step_speeds(seconds: dict[str, list[float]], batch_size: int) -> dict[str, f
 
     Ratios are taken block by block (both items saw the same load), then the median.
     """
-    img_s = {n: statistics.median(batch_size / s for s in seconds[n]) for n in VARIANTS}
+    names = [n for n in (*VARIANTS, *CHIP_VARIANTS) if n in seconds]
+    img_s = {n: statistics.median(batch_size / s for s in seconds[n]) for n in names}
     cost_ratio = statistics.median(c / f for c, f in zip(seconds["cost"], seconds["float"]))
     return {**{f"{n}_img_s": v for n, v in img_s.items()}, "cost_ratio": cost_ratio}

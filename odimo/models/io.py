@@ -3,7 +3,8 @@
 
 File format (`torch.save` of a plain dict; `weights_only=True` loads it):
 `{"format": "odimo.mapped/1", "spec": {name, input_size, num_classes, options}, "platform": "diana",
-"mapping": <mapping JSON dict>, "state_dict": <mapped model state dict>}`.
+"analog": <the analog read-out the network computes with, `platform.analog` as config, or
+None>, "mapping": <mapping JSON dict>, "state_dict": <mapped model state dict>}`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,30 @@ import torch
 from torch import nn
 
 from odimo.errors import CheckpointError, ConfigError, MappingError
-from odimo.hw import get_platform
+from odimo.hw import get_platform, with_analog
+from odimo.hw.analog import analog_from_config
 from odimo.hw.platform import Platform
 from odimo.io import atomic_torch_save
 from odimo.models.build import ModelSpec, build_model, to_mapped
 from odimo.nn.conv import SearchConv2d
-from odimo.nn.mapping import Mapping, apply_mapping, model_mapping
+from odimo.nn.mapping import Mapping, apply_mapping, model_mapping, quant_layers
 
 FORMAT = "odimo.mapped/1"
+
+
+def readout_state(state: dict, model: nn.Module) -> dict:
+    """`state` without ADC gains the model has no read-out for (a platform with `adc: null`
+    evaluates a network trained through the read-out with exact sums)."""
+    own = model.state_dict()
+    return {k: v for k, v in state.items() if k in own or not k.endswith(".readout.log2_gain")}
+
+
+def read_out_config(model: nn.Module) -> dict | None:
+    """The analog read-out config of the platform the model's layers were built on (None:
+    exact sums; a file without the key loads with exact sums, as it was trained)."""
+    layers = quant_layers(model)
+    analog = next(iter(layers.values())).platform.analog if layers else None
+    return None if analog is None else analog.to_config()
 
 
 def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
@@ -33,6 +50,7 @@ def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
         "format": FORMAT,
         "spec": model.spec.to_json(),
         "platform": platform.name,
+        "analog": read_out_config(model),
         "mapping": mapping.to_json(),
         "state_dict": {
             k: v.detach().cpu()
@@ -60,7 +78,9 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
     try:
         spec_d = payload["spec"]
         spec = ModelSpec.from_json(spec_d)
-        platform = get_platform(payload["platform"])
+        platform = with_analog(
+            get_platform(payload["platform"]), analog_from_config(payload.get("analog"))
+        )
         model = build_model(spec, "mapped", platform)
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         first_line = (str(err).splitlines() or [""])[0]
@@ -70,7 +90,7 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
     try:
         mapping = Mapping.from_json(payload["mapping"], source=str(path))
         apply_mapping(model, mapping)
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(readout_state(payload["state_dict"], model), strict=True)
     except (KeyError, RuntimeError, MappingError) as err:
         raise CheckpointError(
             f"{path} does not fit a {spec.name} model: {(str(err).splitlines() or [''])[0]}"

@@ -27,6 +27,8 @@ from torch import Tensor, nn
 
 from odimo.hw.platform import Platform
 from odimo.quant import WEIGHT_QUANTIZERS, Int16Bias, Uint7ActPact
+from odimo.quant.adc import AnalogReadout
+from odimo.quant.weight import Factored
 
 #: Initial value of every α logit (equal for all units, as in the method).
 ALPHA_INIT = 0.01
@@ -101,6 +103,17 @@ class QuantConv2d(nn.Conv2d):
         allowed = torch.tensor(platform.allowed_units(groups=groups))
         self.register_buffer("allowed", allowed.view(-1, 1), persistent=False)
         self.allowed_units = tuple(int(i) for i in torch.nonzero(allowed).flatten())
+        #: The cheap unit's ADC read-out (`odimo.quant.adc`) when the platform has one on.
+        self.readout: AnalogReadout | None = None
+        self.readout_unit: int | None = None
+        analog = platform.analog
+        if analog is not None and analog.enabled:
+            cheap = platform.cheap_unit_index()
+            if cheap in self.allowed_units:
+                self.readout_unit = cheap
+                self.readout = AnalogReadout(
+                    analog.adc, in_channels, self.kernel_size, out_channels
+                )
 
     @torch.no_grad()
     def init_quantizers(self) -> None:
@@ -135,10 +148,10 @@ class QuantConv2d(nn.Conv2d):
         step = wq.step() * self.input_quant.step()
         return wq(self.weight), self.bias_quant(self.bias, step)
 
-    def effective_weight_bias(self) -> tuple[Tensor, Tensor]:
-        """W_eff[c] = Σ_u p[u,c]·Q_u(W)[c] and b_eff likewise."""
-        units = self.active_units()
-        if len(units) == 1:
+    def effective_weight_bias(self, units: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+        """W_eff[c] = Σ_u p[u,c]·Q_u(W)[c] and b_eff likewise (over `units`, default all)."""
+        units = self.active_units() if units is None else units
+        if len(units) == 1 and units == self.active_units():
             return self.unit_weight_bias(units[0])
         mix = self.unit_weights()
         weight = bias = None
@@ -183,6 +196,8 @@ class QuantConv2d(nn.Conv2d):
         wide = x.dtype == torch.float64  # a float64 network stays float64 throughout
         acc = torch.float64 if wide else self.accumulation_dtype(unit)
         out_dtype = torch.float64 if wide else torch.float32
+        if unit == self.readout_unit:
+            return self.readout_output(x, parts, codes, act_step, out_dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):
             bias = (codes * (act_step * parts.inner_mult)).to(acc)
             y = self._conv_forward(x.to(acc), parts.inner.to(acc), bias)
@@ -191,6 +206,59 @@ class QuantConv2d(nn.Conv2d):
             if parts.out_div is not None:
                 y = y / parts.out_div
         return y.to(out_dtype)
+
+    def readout_output(
+        self, x: Tensor, parts: Factored, codes: Tensor, act_step: Tensor, dtype: torch.dtype
+    ) -> Tensor:
+        """The analog unit's output through the ADC: (Σ_tiles q·g + b)·act_step·s_c.
+
+        The partial sums are conv(x / act_step, t): 7-bit codes times ternary codes, integers
+        exact in float32 per tile (see `odimo.quant.adc`); the bias codes join after the
+        read-out, as on the chip, and the per-channel scale is applied once, as in the exact
+        path (with the read-out off the two compute the same expression).
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            inputs = x.to(dtype) / act_step.to(dtype)
+            p = self.readout.partial_sums(inputs, parts.inner.to(dtype), self)
+            total = self.readout(p) + codes.to(dtype).view(1, -1, 1, 1)
+            y = total * act_step.to(dtype)
+            if parts.out_scale is not None:
+                y = y * parts.out_scale.to(dtype).view(1, -1, 1, 1)
+            if parts.out_div is not None:
+                y = y / parts.out_div
+        return y
+
+    def readout_forward(self, x: Tensor) -> Tensor:
+        """Training forward with the ADC: the one mixed conv of the idealised forward plus, on
+        the analog unit's share, the read-out's correction Δ = (ADC(p) − p)·step·s_c.
+
+        Forward: every channel computes Σ_u w_u·y_u with the analog y_u read out through the
+        ADC (tiles, gain, clamp, noise), i.e. what the deployed network computes (up to float
+        rounding of the mixed conv). Backward: Δ carries no gradient, so the gradient passes
+        straight through the floor and the clamp, and the unit weights' gradient sees the
+        read-out value (∂/∂w_a = ⟨g, y_a + Δ⟩). Cost: one extra conv, forward only, no grad.
+        """
+        weight, bias = self.effective_weight_bias()
+        y = self._conv_forward(x, weight, bias)
+        mix = self.unit_weights()[self.readout_unit]
+        return torch.addcmul(y, mix.view(1, -1, 1, 1), self.readout_correction(x).to(y.dtype))
+
+    @torch.no_grad()
+    def readout_correction(self, x: Tensor) -> Tensor:
+        """(Σ_tiles ADC(p) − p)·act_step·s_c for every output channel [N, C, H, W] (no grad)."""
+        wq = self.weight_quants[self.readout_unit]
+        act_step = self.input_quant.step()
+        parts = wq.factored(self.weight)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            inner = parts.inner.float() / act_step  # t·2^k: conv(x, t·2^k) = p, exact
+            p = self.readout.partial_sums(x.float(), inner, self)
+            delta = self.readout(p).sub_(p.sum(1) if p.shape[1] > 1 else p.squeeze(1))
+            scale = act_step * parts.inner_mult
+            if parts.out_scale is not None:
+                scale = scale * parts.out_scale.float().view(1, -1, 1, 1)
+            if parts.out_div is not None:
+                scale = scale / parts.out_div
+            return delta.mul_(scale)
 
     def exact_forward(self, x: Tensor) -> Tensor:
         """The one-hot network as deployed: each active unit exactly, channels picked by mask."""
@@ -207,6 +275,8 @@ class QuantConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training and self.exact_eval():
             return self.exact_forward(x)
+        if self.readout is not None and self.readout_unit in self.active_units():
+            return self.readout_forward(x)
         weight, bias = self.effective_weight_bias()
         return self._conv_forward(x, weight, bias)
 

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from odimo.nn.conv import MappedConv2d, QuantConv2d
 from odimo.quant import Int8WeightPow2, TernaryWeightPerChannel
 from odimo.quant.activation import pow2_exponent
+from odimo.quant.adc import AnalogReadout
 
 
 def unit_segments(
@@ -116,6 +117,25 @@ def unit_quantization(layer: QuantConv2d, unit: int) -> UnitQuant:
     raise TypeError(f"no integer form for weight quantizer {type(wq).__name__}")
 
 
+def copy_readout(
+    readout: AnalogReadout, channels: Tensor, in_order: Sequence[int]
+) -> AnalogReadout:
+    """The read-out of a mapped layer for the unit conv that computes `channels` of it and
+    reads its input channels in `in_order` (the row tiles stay those of the mapped layer)."""
+    out = AnalogReadout(
+        readout.adc,
+        readout.in_channels,
+        (readout.tile_kernel, 1),
+        readout.out_channels,
+        channels=channels.clone(),
+    )
+    out.log2_gain.copy_(readout.log2_gain)
+    out.calibrated = readout.calibrated
+    if out.tiles > 1 and list(in_order) != list(range(len(in_order))):
+        out.column_tiles = torch.tensor(in_order, dtype=torch.long) // out.tile
+    return out.to(readout.log2_gain.device)
+
+
 class UnitConv2d(nn.Conv2d):
     """One unit's share of a split conv: y = conv(x, codes·m, b) · out_scale / out_div.
 
@@ -131,9 +151,16 @@ class UnitConv2d(nn.Conv2d):
         super().__init__(*args, **kwargs)
         self.register_buffer("out_scale", None)
         self.out_div: float | None = None
+        #: The analog unit's ADC read-out (see `QuantConv2d.readout_output`) and input step.
+        self.readout: AnalogReadout | None = None
+        self.act_step: float = 1.0
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self._conv_forward(x, self.weight, self.bias)
+        if self.readout is not None:  # (Σ_tiles ADC(p) + b)·act_step, then the unit's scale
+            p = self.readout.partial_sums(x / self.act_step, self.weight, self)
+            y = (self.readout(p) + self.bias.view(1, -1, 1, 1) / self.act_step) * self.act_step
+        else:
+            y = self._conv_forward(x, self.weight, self.bias)
         if self.out_scale is not None:
             y = y * self.out_scale
         if self.out_div is not None:
@@ -281,6 +308,9 @@ class SplitConv2d(nn.Conv2d):
             if q.out_scale is not None:
                 conv.out_scale = q.out_scale[rows].view(1, -1, 1, 1).to(conv.weight.dtype)
             conv.out_div = q.out_div
+            if u == layer.readout_unit:
+                conv.readout = copy_readout(layer.readout, rows, split.in_order)
+                conv.act_step = q.act_step
         return split
 
     def unit_convs(self) -> list[tuple[int, nn.Conv2d]]:

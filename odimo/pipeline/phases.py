@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from odimo.callbacks import CostLogger, MappingHandover, MappingMedia, search_schedules
 from odimo.errors import ConfigError
 from odimo.hw import get_platform
+from odimo.hw.analog import NoiseConfig
 from odimo.io import cache_lock, config_fingerprint, is_rank_zero, rank_zero_write
 from odimo.lit import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import ModelSpec, build_model, fold_float_into
@@ -184,6 +185,7 @@ def search(
         regularizer,
         polarization=float(s.get("polarization", 0.0)),
     )
+    module.train_noise = training_noise(cfg, platform)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
@@ -225,6 +227,21 @@ def search(
     return module
 
 
+def training_noise(cfg: DictConfig, platform) -> NoiseConfig | None:
+    """`train.noise`: the platform's deployment noise × `train.noise_scale`, drawn afresh every
+    training batch (None when off)."""
+    train = cfg.get("train") or {}
+    if not train.get("noise", False):
+        return None
+    analog = platform.analog
+    if analog is None or not analog.enabled:
+        raise ConfigError(
+            "train.noise=true needs an analog read-out: platform.analog.adc is null "
+            "(drop the override or set train.noise=false)"
+        )
+    return analog.noise.scaled(float(train.get("noise_scale", 1.0)))
+
+
 def train_mapped(
     cfg: DictConfig, model, spec: ModelSpec, datamodule, phase_dir: Path, phase: str, job: str
 ) -> FinetuneModule:
@@ -233,6 +250,7 @@ def train_mapped(
     module = FinetuneModule(
         model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
     )
+    module.train_noise = training_noise(cfg, get_platform(cfg.platform))
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         return module

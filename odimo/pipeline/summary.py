@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from odimo.callbacks.media import plot_mapping
 from odimo.hw import GeometryTable
 from odimo.io import atomic_write_text, is_rank_zero
+from odimo.lit.chip import NOISE_DRAWS, chip_metrics
 from odimo.nn import NetworkCost
 from odimo.nn.baselines import BASELINES, baseline_mapping
 from odimo.nn.mapping import model_mapping
@@ -85,6 +86,7 @@ def final_metrics(
     }
     metrics.update({f"final/{k}": v for k, v in scores.items()})
     if kind != "float":
+        metrics.update(noise_metrics(cfg, module.model, platform, datamodule))
         network = NetworkCost(module.model, platform, spec.input_size)
         cost = network.summary(soft=False)
         metrics.update(
@@ -144,6 +146,26 @@ def search_metrics(cfg: DictConfig, run_dir: Path, cost: dict) -> dict:
     return out
 
 
+def noise_metrics(cfg: DictConfig, model, platform, datamodule) -> dict:
+    """The deployed network's accuracy under read-out noise (`eval.*`; see odimo.lit.chip),
+    and which arithmetic `final/*/acc_hard` measured."""
+    analog = platform.analog
+    if analog is None or not analog.enabled:
+        return {"final/accuracy_arithmetic": "ideal"}
+    ev = cfg.get("eval") or {}
+    images = ev.get("noise_images")
+    loaders = {"val": datamodule.val_dataloader(), "test": datamodule.test_dataloader()}
+    out = chip_metrics(
+        model,
+        loaders,
+        analog.noise,
+        int(ev.get("noise_draws", NOISE_DRAWS)),
+        int(ev.get("noise_seed", 0)),
+        None if images is None else int(images),
+    )
+    return {"final/accuracy_arithmetic": "chip_adc", **out}
+
+
 def print_summary(metrics: dict, run_dir: Path) -> None:
     """A few lines: accuracy, latency and energy, the target, and the five baselines' costs."""
     if "final/target/value" in metrics:
@@ -160,6 +182,13 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
     for key in ("final/test/acc_hard", "final/val/acc_hard", "final/test/acc_float"):
         if key in metrics:
             lines.append(f"  {key:30s} {metrics[key]:.4f}")
+    if "final/test/acc_chip_mean" in metrics:
+        lines.append(
+            f"  {'final/test/acc_chip (noise)':30s} {metrics['final/test/acc_chip_mean']:.4f} "
+            f"± {metrics['final/test/acc_chip_std']:.4f} over "
+            f"{metrics['final/chip/noise_draws']:.0f} draws, σ = "
+            f"{metrics['final/chip/noise_sigma_lsb']:g} LSB (acc_hard: noiseless ADC)"
+        )
     if "final/cost/latency_hard_ms" in metrics:
         lines.append(
             f"  {'latency (ms)':30s} {metrics['final/cost/latency_hard_ms']:.4f}   "

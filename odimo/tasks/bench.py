@@ -14,9 +14,10 @@ import torch
 from omegaconf import DictConfig
 
 from odimo.errors import ConfigError, OdimoError
-from odimo.hw import get_platform
+from odimo.hw import get_platform, with_analog
 from odimo.io import atomic_write_text
 from odimo.lit.step_speed import (
+    CHIP_VARIANTS,
     VARIANTS,
     build_variants,
     resolve_spec,
@@ -49,8 +50,9 @@ def format_table(rows: list[tuple[str, float | None, float, float]]) -> str:
 
 def _print_table(label: str, batch_size: int, device, steps: int, seconds, speeds) -> None:
     """The header line and the table: img/s, ms/step and the ratio to a float step."""
-    img_s = {n: speeds[f"{n}_img_s"] for n in VARIANTS}
-    rows = [(n, img_s[n], 1e3 * batch_size / img_s[n], img_s[n] / img_s["float"]) for n in VARIANTS]
+    names = [n for n in (*VARIANTS, *CHIP_VARIANTS) if f"{n}_img_s" in speeds]
+    img_s = {n: speeds[f"{n}_img_s"] for n in names}
+    rows = [(n, img_s[n], 1e3 * batch_size / img_s[n], img_s[n] / img_s["float"]) for n in names]
     rows.append(("cost", None, 1e3 * statistics.median(seconds["cost"]), speeds["cost_ratio"]))
     print(
         f"{label} batch {batch_size} on {device.type}, "
@@ -77,10 +79,14 @@ def run(cfg: DictConfig) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
-    platform = get_platform(str(cfg.get("platform", "diana")))
+    chip = get_platform(str(cfg.get("platform", "diana")))
+    platform = with_analog(chip, None)  # the plain variants: exact analog sums
+    if chip.analog is None or not chip.analog.enabled:
+        chip = None
     variants, cost_step = build_variants(
-        spec, platform, str(cfg.reg), float(cfg.strength), device, channels_last
+        spec, platform, str(cfg.reg), float(cfg.strength), device, channels_last, chip
     )
+    names = VARIANTS + (CHIP_VARIANTS if chip is not None else ())
     seconds, notes = time_steps(
         variants, cost_step, spec, batch_size, steps, warmup, device, channels_last, compile_
     )
@@ -88,7 +94,7 @@ def run(cfg: DictConfig) -> dict:
         print(note)
 
     speeds = step_speeds(seconds, batch_size)
-    img_s = {n: speeds[f"{n}_img_s"] for n in VARIANTS}
+    img_s = {n: speeds[f"{n}_img_s"] for n in names}
     cost_ratio = speeds["cost_ratio"]
     _print_table(f"{spec.name} {list(spec.input_size)}", batch_size, device, steps, seconds, speeds)
 
@@ -98,6 +104,7 @@ def run(cfg: DictConfig) -> dict:
         "finetune_img_s": round(img_s["finetune"], 2),
         "search_ratio": round(img_s["search"] / img_s["float"], 4),
         "finetune_ratio": round(img_s["finetune"] / img_s["float"], 4),
+        **{f"{n}_ratio": round(img_s[n] / img_s["float"], 4) for n in names[len(VARIANTS) :]},
         "cost_ratio": round(cost_ratio, 5),
         "device": device.type,
         "model": spec.name,

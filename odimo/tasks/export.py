@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from odimo.errors import ConfigError
 from odimo.export import export_run
+from odimo.export.integer_run import export_integer_run
 
 
 def run(cfg: DictConfig) -> dict:
@@ -19,6 +20,14 @@ def run(cfg: DictConfig) -> dict:
         raise ConfigError(
             f"opset and batch must be integers, got {cfg.opset!r}, {cfg.batch!r}"
         ) from None
+    fmt = str(cfg.get("format", "onnx"))
+    if fmt == "integer_onnx":
+        return report_integer(export_integer_run(
+            str(cfg.run_dir), None if cfg.out_dir is None else str(cfg.out_dir),
+            opset=opset, batch=batch,
+        ))  # fmt: skip
+    if fmt != "onnx":
+        raise ConfigError(f"unknown format {fmt!r} (choose from: onnx, integer_onnx)")
     summary = export_run(
         str(cfg.run_dir),
         None if cfg.out_dir is None else str(cfg.out_dir),
@@ -46,5 +55,19 @@ def run(cfg: DictConfig) -> dict:
         f"{acc['split']:.4f}  onnx {acc['onnx']:.4f}{run_acc}\n"
         f"  latency {summary['cost']['latency_cycles']:.1f} cycles, energy "
         f"{summary['cost']['energy_uj']:.4f} µJ {cost_note}"
+    )
+    return summary
+
+
+def report_integer(summary: dict) -> dict:
+    """Print the integerised export's checks (one line each)."""
+    diff, acc = summary["max_abs_diff"], summary["accuracy"]
+    print(
+        f"wrote {summary['file']} ({summary['annotated_convs']} convs annotated)\n"
+        f"  max |diff| on {summary['batch']} test inputs: mapped vs int64 reference "
+        f"{diff['mapped_vs_integer_reference']:.3g}, onnxruntime vs int64 reference "
+        f"{diff['integer_onnx_vs_integer_reference']:.3g}\n"
+        f"  accuracy: mapped {acc['mapped']:.4f}  reference {acc['integer_reference']:.4f}  "
+        f"onnx {acc['integer_onnx']:.4f}"
     )
     return summary

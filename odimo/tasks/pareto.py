@@ -125,6 +125,11 @@ def print_table(rows: list[dict[str, Any]], scan: SweepScan, sweep_dir: Path) ->
         "front: L = latency, E = energy; * = selected (latency front); C = cascade "
         "(held-out val accuracy, expected cost)"
     )
+    arithmetic = sorted({str(j.get("final/accuracy_arithmetic")) for j in scan.jobs})
+    print(
+        f"accuracy: acc_hard of the deployed network, analog arithmetic {'/'.join(arithmetic)} "
+        "(chip_adc: noiseless 6-bit read-out; ideal: exact sums; None: run before the ADC)"
+    )
     if scan.skipped:
         counts = ", ".join(f"{n} {reason}" for reason, n in sorted(scan.skip_counts().items()))
         print(f"skipped {len(scan.skipped)} jobs: {counts}")

@@ -90,7 +90,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if has_run:
         run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
         args = (int(cfg.batch_size), int(cfg.num_workers), cfg.device, bool(cfg.check_metrics))
-        info = predict_finished_run(run_dir, splits, *args)
+        draws = int(cfg.get("noise_draws", 0))
+        info = predict_finished_run(run_dir, splits, *args, noise_draws=draws)
     else:
         info = predict_torchvision(cfg, splits)
     accs = ", ".join(
@@ -102,4 +103,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         f"{k} {info[k]:.4g}" for k in ("latency_ms", "energy_uj") if info.get(k) is not None
     )
     print(f"{info['name']}: {accs}{'; ' + cost if cost else ''}")
+    chip = ", ".join(
+        f"{s} {100 * info[f'{s}_acc_chip_mean']:.2f} ± {100 * info[f'{s}_acc_chip_std']:.2f} %"
+        for s in splits
+        if f"{s}_acc_chip_mean" in info
+    )
+    if chip:
+        print(f"  under read-out noise ({cfg.get('noise_draws')} seeded draws): {chip}")
     return info

@@ -18,10 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from odimo.export.reference import snap_ties
-from odimo.hw import Diana
+from odimo.hw import Diana, get_platform, with_analog
+from odimo.hw.analog import AdcConfig, AnalogArithmetic
 from odimo.models import ModelSpec, build_model
 from odimo.nn import Mapping, apply_mapping, quant_layers
 from odimo.quant import Int8WeightPow2, TernaryWeightPerChannel, Uint7ActPact
+from odimo.quant.adc import calibrate_readouts
 
 #: Small inputs keep the tests fast; every final feature map is 1x1 or a power-of-two area.
 SPECS = {
@@ -119,3 +121,16 @@ def inputs(name: str, n: int = 4, seed: int = 0) -> Tensor:
     """Random images in [0, 1] of the model's input size."""
     g = torch.Generator().manual_seed(100 + seed)
     return torch.rand(n, *SPECS[name].input_size, generator=g)
+
+
+def chip_mapped(name: str, kind: str, rows: int = 1152, seed: int = 0) -> nn.Module:
+    """`random_mapped` rebuilt on DIANA with its ADC (`rows` per read-out), gains calibrated."""
+    ideal, _ = random_mapped(name, kind, seed)
+    platform = with_analog(get_platform("diana"), AnalogArithmetic(AdcConfig(6, rows)))
+    model = build_model(SPECS[name], "mapped", platform)
+    for layer_name, layer in quant_layers(model).items():
+        layer.set_assignment(quant_layers(ideal)[layer_name].assignment)
+    model.load_state_dict(ideal.state_dict(), strict=False)
+    model.eval()
+    calibrate_readouts(model, inputs(name, 8, seed=1))
+    return model

@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Chip accuracy: seeded Monte-Carlo draws, the σ table, rebuilding an ideal network."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+from odimo.hw import get_platform, with_analog
+from odimo.hw.analog import NoiseConfig
+from odimo.lit.chip import accuracy, chip_accuracy, on_platform, sigma_table
+from odimo.quant.adc import readouts, set_readout_noise
+from tests.export import chip_mapped, inputs, random_mapped
+
+
+def _batches(n: int = 24):
+    x = inputs("res20", n, seed=4)
+    with torch.no_grad():
+        y = chip_mapped("res20", "analog")(x).argmax(1)  # labels the noiseless chip gets right
+    return [(x[:12], y[:12]), (x[12:], y[12:])]
+
+
+def test_chip_accuracy_is_the_mean_and_std_of_seeded_draws() -> None:
+    model = chip_mapped("res20", "analog")
+    batches = _batches()
+    noise = NoiseConfig(sigma_lsb=8.0)
+    res = chip_accuracy(model, batches, noise, draws=3, seed=5)
+    manual = []
+    for i in range(3):
+        set_readout_noise(model, noise, seed=5 + i)
+        manual.append(accuracy(model, batches))
+    set_readout_noise(model, None)
+    assert res["draws"] == manual
+    assert res["mean"] == pytest.approx(statistics.fmean(manual))
+    assert res["std"] == pytest.approx(statistics.stdev(manual))
+    assert res["mean"] < 1.0  # σ = 8 LSB flips some of the noiseless chip's predictions
+    assert accuracy(model, batches) == 1.0  # and the model is noiseless again afterwards
+
+
+def test_sigma_table_zero_is_the_noiseless_adc() -> None:
+    model = chip_mapped("res20", "analog")
+    rows = sigma_table(model, _batches(), NoiseConfig(), [0, 1], draws=2)
+    assert rows[0] == {"sigma_lsb": 0.0, "mean": 1.0, "std": 0.0, "draws": 0}
+    assert rows[1]["draws"] == 2 and rows[1]["mean"] <= 1.0
+
+
+def test_an_ideal_network_rebuilt_on_the_chip_reads_out() -> None:
+    ideal, _ = random_mapped("res20", "analog")
+    chip = get_platform("diana")
+    x = inputs("res20", 8)
+    model = on_platform(ideal, chip, calibration=x)
+    assert readouts(model) and all(r.calibrated for r in readouts(model))
+    back = on_platform(model, with_analog(chip, None))
+    with torch.no_grad():
+        assert torch.equal(back(x), ideal(x))  # same weights: exact sums give the ideal logits
+        assert not torch.equal(model(x), ideal(x))
+    with pytest.raises(ValueError, match="no analog read-out"):
+        chip_accuracy(ideal, [(x, torch.zeros(8, dtype=torch.long))], NoiseConfig())
+
+
+def test_rebuilding_keeps_the_trained_gains_and_calibrates_only_missing_ones() -> None:
+    model = chip_mapped("res20", "random")
+    before = [float(r.log2_gain) for r in readouts(model)]
+    readouts(model)[0].reset()  # e.g. a layer whose analog unit never ran
+    x = inputs("res20", 8, seed=7) * 0.5  # another batch: fresh calibration would differ
+    rebuilt = on_platform(model, get_platform("diana"), calibration=x)
+    after = [float(r.log2_gain) for r in readouts(rebuilt)]
+    assert after[1:] == before[1:] and after[0] >= 0

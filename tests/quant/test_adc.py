@@ -1,0 +1,200 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The analog read-out: tiles, ADC codes, gain, gradients, noise, and its use in the convs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from odimo.errors import ConfigError
+from odimo.hw import Diana, get_platform, with_analog
+from odimo.hw.analog import AdcConfig, AnalogArithmetic, NoiseConfig, analog_from_config
+from odimo.nn.conv import MappedConv2d, SearchConv2d
+from odimo.quant import Uint7ActPact
+from odimo.quant.adc import AnalogReadout, calibrate_readouts, readouts, set_readout_noise
+
+
+def numpy_readout(x_int: np.ndarray, t: np.ndarray, tile: int, g: int, lo: int, hi: int):
+    """Independent per-tile read-out of a 3x3, padding-1 conv in int64 (loops, no torch)."""
+    n, c_in, h, w = x_int.shape
+    padded = np.pad(x_int, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.zeros((n, t.shape[0], h, w), dtype=np.int64)
+    for start in range(0, c_in, tile):
+        p = np.zeros_like(out)
+        for dy in range(3):
+            for dx in range(3):
+                patch = padded[:, start : start + tile, dy : dy + h, dx : dx + w]
+                p += np.einsum("nchw,oc->nohw", patch, t[:, start : start + tile, dy, dx])
+        out += np.clip(np.floor_divide(p, g), lo, hi) * g
+    return out
+
+
+def test_config_defaults_are_dianas_read_out() -> None:
+    analog = get_platform("diana").analog
+    assert analog.adc == AdcConfig(bits=6, rows=1152)
+    assert (analog.adc.qmin, analog.adc.qmax) == (-32, 31)
+    assert analog.noise == NoiseConfig(sigma_lsb=1.0, snr=0.0)
+    assert AdcConfig().tile_channels(9, 512) == 128 and AdcConfig().tile_channels(1, 4096) == 1152
+    assert analog_from_config({"adc": None}).enabled is False
+    with pytest.raises(ConfigError, match="unknown key 'gain'"):
+        analog_from_config({"gain": 2})
+    with pytest.raises(ConfigError, match="sigma_lsb must be >= 0"):
+        analog_from_config({"noise": {"sigma_lsb": -1}})
+
+
+@pytest.mark.parametrize("in_channels", [40, 100])
+def test_tiled_read_out_equals_an_independent_computation(in_channels: int) -> None:
+    """rows 288 -> tiles of 32 input channels for 3x3 (two to four tiles, the last partial)."""
+    g = torch.Generator().manual_seed(1)
+    r = AnalogReadout(AdcConfig(6, 288), in_channels, (3, 3), 12)
+    x_int = torch.randint(0, 128, (2, in_channels, 6, 6), generator=g)
+    t = torch.randint(-1, 2, (12, in_channels, 3, 3), generator=g)
+    conv = torch.nn.Conv2d(in_channels, 12, 3, padding=1)
+    p = r.partial_sums(x_int.float(), t.float(), conv)
+    assert p.shape == (2, math.ceil(in_channels / 32), 12, 6, 6)
+    r.log2_gain.fill_(3.0)
+    r.calibrated = True
+    got = r(p).numpy()
+    expected = numpy_readout(x_int.numpy(), t.numpy(), 32, 8, -32, 31)
+    assert np.array_equal(got, expected.astype(np.float32))
+
+
+def test_partial_sums_are_exact_in_float32_at_the_array_size() -> None:
+    """A full 1152-row tile of 127 x (+1) products: 146 304, an exact float32 integer."""
+    r = AnalogReadout(AdcConfig(6, 1152), 128, (3, 3), 2)
+    x = torch.full((1, 128, 3, 3), 127.0)
+    t = torch.ones(2, 128, 3, 3)
+    t[1, ::2] = -1
+    p = r.partial_sums(x, t, torch.nn.Conv2d(128, 2, 3, padding=0))
+    assert p.flatten().tolist() == [1152 * 127, 0]
+
+
+def test_gain_is_a_power_of_two_from_the_calibration_batch() -> None:
+    r = AnalogReadout(AdcConfig(), 64, (3, 3), 4)
+    p = torch.linspace(-500, 500, 10001).view(1, 1, 1, -1, 1)
+    r(p)  # the first batch calibrates
+    assert r.calibrated and float(r.log2_gain) == 5.0  # 99.9 % of |p| = 499: /16 > 31, /32 < 31
+    top = float(torch.quantile(p.abs().flatten(), 0.999))
+    assert top / 2 ** float(r.log2_gain) <= 31 < top / 2 ** (float(r.log2_gain) - 1)
+    state = r.state_dict()
+    fresh = AnalogReadout(AdcConfig(), 64, (3, 3), 4)
+    fresh.load_state_dict(state)
+    assert fresh.calibrated and float(fresh.log2_gain) == 5.0
+    empty = AnalogReadout(AdcConfig(), 64, (3, 3), 4)
+    empty.load_state_dict({}, strict=True)  # a checkpoint trained without the read-out
+    assert not empty.calibrated
+
+
+def test_straight_through_gradient_inside_the_range_zero_outside() -> None:
+    r = AnalogReadout(AdcConfig(), 8, (1, 1), 1)
+    r.log2_gain.fill_(1.0)
+    r.calibrated = True
+    p = torch.tensor([-100.0, -63.0, 0.5, 61.0, 63.0, 100.0]).view(1, 1, 1, -1, 1)
+    p.requires_grad_(True)
+    out = r(p)
+    assert out.flatten().tolist() == [-64.0, -64.0, 0.0, 60.0, 62.0, 62.0]
+    out.sum().backward()
+    assert p.grad.flatten().tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_seeded_noise_is_reproducible_and_zero_sigma_is_noiseless() -> None:
+    r = AnalogReadout(AdcConfig(), 8, (1, 1), 3)
+    r.log2_gain.fill_(0.0)
+    r.calibrated = True
+    p = torch.arange(-30.0, 30.0).view(1, 1, 3, 20, 1)
+    clean = r(p)
+    model = torch.nn.Sequential(r)
+    set_readout_noise(model, NoiseConfig(sigma_lsb=0.0), seed=1)
+    assert torch.equal(r(p), clean)
+    set_readout_noise(model, NoiseConfig(sigma_lsb=1.0), seed=1)
+    a = r(p)
+    set_readout_noise(model, NoiseConfig(sigma_lsb=1.0), seed=1)
+    assert torch.equal(r(p), a) and not torch.equal(a, clean)
+    assert 0.5 < float((a - clean).abs().mean()) < 1.5  # about 0.8 LSB for σ = 1
+    set_readout_noise(model, NoiseConfig(sigma_lsb=0.0, snr=25.0), seed=1)
+    rel = r(p) - clean
+    assert float(rel[..., :3, :].abs().max()) >= 1.0  # |p| ~ 29: σ ~ 1.2 LSB
+    assert NoiseConfig(1.0, 25.0).scaled(2.0) == NoiseConfig(2.0, 12.5)
+
+
+def _layers(platform, assignment):
+    act = Uint7ActPact(4.0)
+    layer = MappedConv2d(48, 8, 3, platform=platform, input_quant=act)
+    torch.nn.init.normal_(layer.weight, std=0.1)
+    torch.nn.init.normal_(layer.bias, std=0.1)
+    layer.init_quantizers()
+    layer.set_assignment(assignment)
+    return act, layer
+
+
+def test_null_adc_is_todays_arithmetic_and_a_wide_adc_equals_it() -> None:
+    """adc: null builds no read-out and computes what the platform without one computes, to
+    the bit; an ADC too wide to clip (gain 1) gives the same numbers through the read-out path."""
+    assignment = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0])
+    null = with_analog(get_platform("diana"), analog_from_config({"adc": None}))
+    wide = with_analog(Diana(), AnalogArithmetic(AdcConfig(bits=24, rows=1152)))
+    torch.manual_seed(0)
+    act, plain = _layers(Diana(), assignment)
+    x = act(torch.rand(2, 48, 7, 7) * 4)
+    outs = []
+    for platform in (null, wide):
+        _, layer = _layers(platform, assignment)
+        layer.load_state_dict(plain.state_dict(), strict=False)
+        layer.input_quant = act
+        layer.eval()
+        outs.append(layer(x))
+    assert not readouts(_layers(null, assignment)[1])
+    assert float(_layers(wide, assignment)[1].readout.log2_gain) == -1.0  # until a batch
+    plain.eval()
+    assert torch.equal(outs[0], plain(x)) and torch.equal(outs[1], plain(x))
+
+
+def test_training_forward_reads_out_like_the_deployed_layer() -> None:
+    """The training forward (mixed conv + read-out correction) equals the exact eval up to the
+    float rounding of the mixed conv, and differs from the ideal sums."""
+    chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, 288)))
+    act, layer = _layers(chip, torch.tensor([0, 1, 1, 0, 1, 1, 1, 0]))
+    x = act(torch.rand(2, 48, 7, 7) * 4)
+    layer.eval()
+    deployed = layer(x)
+    assert int(layer.readout.log2_gain) >= 1 and layer.readout.tiles == 2
+    layer.train()
+    trained = layer(x)
+    assert torch.allclose(trained, deployed, rtol=0, atol=1e-5)
+    _, ideal = _layers(Diana(), layer.assignment)
+    ideal.load_state_dict(layer.state_dict(), strict=False)
+    ideal.input_quant = act
+    assert float((ideal.eval()(x) - deployed).abs().max()) > 1e-3
+    trained.sum().backward()
+    assert layer.weight.grad.abs().sum() > 0
+
+
+def test_search_hard_eval_and_mixture_use_the_read_out() -> None:
+    chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, 288)))
+    act = Uint7ActPact(4.0)
+    search = SearchConv2d(48, 8, 3, platform=chip, input_quant=act)
+    torch.nn.init.normal_(search.weight, std=0.1)
+    search.init_quantizers()
+    with torch.no_grad():
+        search.alpha[1] += 1.0  # analog wins everywhere
+    x = act(torch.rand(2, 48, 7, 7) * 4)
+    calibrate_readouts(torch.nn.Sequential(search), x)
+    _, mapped = _layers(chip, torch.ones(8, dtype=torch.long))
+    mapped.load_state_dict(search.state_dict(), strict=False)
+    mapped.input_quant = act
+    search.hard = True
+    search.eval()
+    assert torch.equal(search(x), mapped.eval()(x))
+    search.hard = False
+    search.train()
+    search.sampling = "soft"
+    soft = search(x)
+    p = search.probabilities()
+    digital, _ = search.unit_weight_bias(0), None
+    expected = p[0].view(1, -1, 1, 1) * search._conv_forward(x, *digital) + p[1].view(
+        1, -1, 1, 1
+    ) * mapped(x)
+    assert torch.allclose(soft, expected, rtol=0, atol=1e-5)

@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The chip arithmetic end to end: chip-aware training, metrics.json, chip_eval, integer export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from odimo.cascade.predict import predict_finished_run
+from odimo.errors import ConfigError
+from odimo.export.integer_run import export_integer_run
+from odimo.lit.chip import chip_accuracy
+from odimo.models import load_mapped
+from odimo.tasks.chip_eval import run as chip_eval
+from odimo.tasks.train import run
+
+from .helpers import train_cfg
+
+
+def test_chip_aware_baseline_reports_chip_accuracy_and_exports_exactly(tmp_path) -> None:
+    overrides = ("phases=[warmup,baseline]", "baseline=all_analog", "train.noise=true")
+    metrics = run(train_cfg(tmp_path, *overrides, "eval.noise_draws=2"))
+    assert metrics["final/accuracy_arithmetic"] == "chip_adc"
+    model, platform, _ = load_mapped(tmp_path / "run" / "final" / "model.pt")
+    assert platform.analog.enabled and all(
+        r.calibrated for r in model.modules() if type(r).__name__ == "AnalogReadout"
+    )
+    # the reported noisy accuracy is what an independent evaluation of the saved network gets
+    from hydra.utils import instantiate
+
+    cfg = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    datamodule = instantiate(cfg.dataset.datamodule)
+    datamodule.setup("test")
+    res = chip_accuracy(model, datamodule.test_dataloader(), platform.analog.noise, 2, 0)
+    assert metrics["final/test/acc_chip_mean"] == pytest.approx(res["mean"])
+    assert metrics["final/test/acc_chip_std"] == pytest.approx(res["std"])
+    assert {"final/val/acc_chip_mean", "final/val/acc_chip_std"} <= set(metrics)
+    info = predict_finished_run(tmp_path / "run", ["test"], 256, noise_draws=2)
+    assert info["test_acc"] == pytest.approx(metrics["final/test/acc_hard"])
+    assert info["test_acc_chip_mean"] == pytest.approx(metrics["final/test/acc_chip_mean"])
+
+    table = chip_eval(
+        OmegaConf.create(
+            {
+                "run_dir": str(tmp_path / "run"),
+                "platform": "diana",
+                "sigmas": [0, 1],
+                "draws": 2,
+                "seed": 0,
+                "split": "test",
+                "images": None,
+                "threads": None,
+            }
+        )  # fmt: skip
+    )
+    assert table["chip"][0]["mean"] == pytest.approx(metrics["final/test/acc_hard"])
+    assert table["chip"][1]["mean"] == pytest.approx(res["mean"])  # same seeds, same draws
+    assert json.loads((tmp_path / "run" / "chip_eval.json").read_text())["trained_with_adc"]
+
+    summary = export_integer_run(tmp_path / "run", batch=64)
+    assert summary["max_abs_diff"] == {
+        "mapped_vs_integer_reference": 0.0,
+        "integer_onnx_vs_integer_reference": 0.0,
+    }
+    assert (tmp_path / "run" / "export" / "model_integer.onnx").is_file()
+
+
+def test_ideal_arithmetic_and_noise_without_adc(tmp_path) -> None:
+    base = ("phases=[warmup,baseline]", "baseline=all_analog", "platform.analog.adc=null")
+    metrics = run(train_cfg(tmp_path, *base))
+    assert metrics["final/accuracy_arithmetic"] == "ideal"
+    assert "final/test/acc_chip_mean" not in metrics
+    with pytest.raises(ConfigError, match="train.noise=true needs an analog read-out"):
+        run(train_cfg(tmp_path, *base, "train.noise=true", "force=true", run="noisy"))
