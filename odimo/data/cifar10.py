@@ -81,7 +81,13 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         data = np.asarray(entry["data"], dtype=np.uint8)
         labels = np.asarray(entry["labels"], dtype=np.int64)
     except (
-        OSError, EOFError, pickle.UnpicklingError, AttributeError, KeyError, ValueError, TypeError
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        AttributeError,
+        KeyError,
+        ValueError,
+        TypeError,
     ) as err:
         raise _corrupt(path, f"cannot be read ({type(err).__name__}: {err})") from err
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
