@@ -40,3 +40,33 @@ def test_auto_accelerator_counts_as_cpu_without_cuda(monkeypatch: pytest.MonkeyP
         check_trainer({"accelerator": "auto", "sync_batchnorm": True})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     check_trainer({"accelerator": "auto", "sync_batchnorm": True})
+
+
+def test_the_train_task_refuses_it_before_any_phase(tmp_path: Path) -> None:
+    """`python train.py trainer=ddp trainer.accelerator=cpu trainer.devices=2`: one line, exit
+    2, and no warm-up started (nothing written under the run dir but the FAILED marker)."""
+    import subprocess
+    import sys
+
+    from tests.tasks.helpers import REPO
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "debug=default",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            f"paths.output_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: trainer.sync_batchnorm=true needs GPUs")
+    assert "trainer=ddp_cpu" in out.stderr and out.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "cache").exists()  # no warm-up ran
