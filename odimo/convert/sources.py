@@ -142,7 +142,13 @@ def _prepared(
 ):
     """Build the source (on the meta device for quantized forms), adapt, load, convert."""
     on_meta = ops.form != "float"
-    with torch.device("meta") if on_meta else contextlib.nullcontext():
+    try:
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            net = make()
+    except NotImplementedError:
+        # a builder that reads tensor values while building (torchvision's RegNets compute
+        # their widths with tensors) cannot run on the meta device: build it for real
+        on_meta = False
         net = make()
     if not isinstance(net, nn.Module):
         raise ConfigError(f"the model factory returned a {type(net).__name__}, not an nn.Module")

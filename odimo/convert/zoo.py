@@ -49,10 +49,16 @@ class ZooRow:
 
 
 def _params_m(arch: str, num_classes: int) -> float:
+    """Parameters in millions, counted on the meta device (free); a builder that cannot run
+    there (RegNets) is counted from torchvision's weights metadata (1000-class head)."""
     import torchvision
 
-    with torch.device("meta"):
-        net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    try:
+        with torch.device("meta"):
+            net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    except NotImplementedError:
+        weights = torchvision.models.get_model_weights(arch)
+        return list(weights)[0].meta["num_params"] / 1e6
     return sum(p.numel() for p in net.parameters()) / 1e6
 
 
