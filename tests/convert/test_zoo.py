@@ -43,3 +43,19 @@ def test_refused_too_big_and_timeout_are_rows(diana) -> None:
     assert slow.status == "timeout"
     table = format_zoo([refused, big, slow])
     assert table.count("\n") == 4 and "| too big |" in table and "| timeout |" in table
+
+
+def test_a_builder_the_meta_device_cannot_run_converts(diana) -> None:
+    """torchvision's RegNets compute their widths with tensors, which the meta device refuses:
+    the quantized forms are then built on the CPU, with every conv and linear a layer."""
+    import torchvision
+    from torch import nn
+
+    from odimo.hw import record_geometry
+    from odimo.models import ModelSpec, build_model
+
+    spec = ModelSpec("torchvision", (3, 32, 32), 10, (("arch", "regnet_x_400mf"),))
+    mapped = build_model(spec, "mapped", diana)
+    source = torchvision.models.regnet_x_400mf(num_classes=10)
+    layers = [m for m in source.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(record_geometry(mapped, spec.input_size)) == len(layers)
