@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from odimo.convert.activations import substitute_activations
 from odimo.convert.emit import write_float, write_quantized
 from odimo.convert.graph import classify
 from odimo.convert.plan import QuantPlan, plan_quantizers
+from odimo.convert.rewrite import fold_pads, refuse_shared_layers
 from odimo.convert.trace import ConversionError, propagate_shapes, shape, trace
 from odimo.nn.factory import FloatOps, QuantOps
 
@@ -27,6 +29,8 @@ class Conversion:
         quantizers: activation quantizers of the quantized forms.
         rectified: tensors a quantized form clamps at 0 although the float network lets them be
             negative (e.g. linear bottlenecks): the search and fine-tune absorb the change.
+        substituted: activations replaced by ReLU (`substitute_activations`), `node (Activation)`.
+        folded_pads: `F.pad` nodes folded into the padding of the convs that read them.
     """
 
     source: str
@@ -34,11 +38,20 @@ class Conversion:
     fixed: tuple[str, ...]
     quantizers: int
     rectified: tuple[str, ...]
+    substituted: tuple[str, ...] = ()
+    folded_pads: tuple[str, ...] = ()
 
 
-def analyse(module: nn.Module, input_size: tuple[int, int, int]):
-    """Trace, propagate shapes, classify every node and place the quantizers."""
+def analyse(
+    module: nn.Module, input_size: tuple[int, int, int], substitute: str | None = None
+) -> tuple[fx.GraphModule, dict[str, str], QuantPlan]:
+    """Trace, rewrite (activation substitution, shared layers, pads), propagate shapes,
+    classify every node and place the quantizers. The rewrites are in `gm.meta['rewrites']`."""
     gm = trace(module)
+    substituted = substitute_activations(gm, substitute)
+    refuse_shared_layers(gm)
+    folded = fold_pads(gm)
+    gm.meta["rewrites"] = (tuple(substituted), tuple(folded))
     propagate_shapes(gm, tuple(input_size))
     kinds = classify(gm)
     out = [n for n in gm.graph.nodes if n.op == "output"][0].args[0]
@@ -55,6 +68,7 @@ def convert(
     ops: FloatOps | QuantOps,
     input_size: tuple[int, int, int],
     fixed: tuple[str, ...] = (),
+    substitute: str | None = None,
 ) -> fx.GraphModule:
     """The network in the form of `ops` (`odimo.nn.factory.make_ops`).
 
@@ -66,9 +80,11 @@ def convert(
         ops: the layer factory of the form to build.
         input_size: [C, H, W] of one input.
         fixed: fnmatch patterns of layer names whose mapping is not searched (first unit).
+        substitute: `relu` replaces ReLU-like activations (SiLU, Hardswish, LeakyReLU, ...) by
+            ReLU before converting (`odimo.convert.activations`); None refuses them.
     """
     source = copy.deepcopy(module).eval()
-    gm, kinds, plan = analyse(source, input_size)
+    gm, kinds, plan = analyse(source, input_size, substitute)
     name = f"Converted{type(module).__name__}"
     fixed = tuple(fixed)
     if ops.form == "float":
@@ -91,6 +107,8 @@ def _summary(module, gm, kinds, plan: QuantPlan, fixed) -> Conversion:
         fixed=tuple(n for n in layers if is_fixed(n, fixed)),
         quantizers=len(roots),
         rectified=tuple(plan.rectified),
+        substituted=gm.meta["rewrites"][0],
+        folded_pads=gm.meta["rewrites"][1],
     )
 
 

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from odimo.convert.activations import activation_hint, activation_name
 from odimo.convert.trace import ConversionError, holds_tensors, is_tensor, shape
 from odimo.nn.conv import Conv2dBN, QuantConv2d
 
@@ -85,28 +86,11 @@ KEEP_METHODS = (
 )
 AVG_MODULES = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 AVG_FUNCTIONS = (F.avg_pool2d, F.adaptive_avg_pool2d, torch.mean)
-UNSIGNED_HINT = (
-    "it has no form on 7-bit unsigned (PaCT) activations: replace it by nn.ReLU or nn.ReLU6 "
-    "and retrain, or keep this network float"
-)
 GENERIC_HINT = (
     "odimo converts convs, BatchNorm, ReLU/ReLU6, linear classifiers, residual adds, pooling, "
     "concatenation and reshapes: replace it, or keep this network float (see docs/convert.md)"
 )
 HINTS = {
-    (
-        nn.Hardswish,
-        nn.Hardsigmoid,
-        nn.SiLU,
-        nn.GELU,
-        nn.Sigmoid,
-        nn.Tanh,
-        nn.ELU,
-        nn.LeakyReLU,
-        nn.PReLU,
-        nn.Mish,
-        nn.Softplus,
-    ): UNSIGNED_HINT,
     (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm2d, nn.LocalResponseNorm): (
         "only BatchNorm right after a conv folds into a DIANA conv: replace the normalisation "
         "by BatchNorm2d after each conv, or keep this network float"
@@ -141,24 +125,14 @@ def refuse(node: fx.Node, modules: dict[str, nn.Module], reason: str) -> Convers
 
 
 def _hint(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    activation = activation_name(node, modules)
+    if activation is not None:
+        return activation_hint(activation)
     if node.op == "call_module":
         for types, hint in HINTS.items():
             if isinstance(modules[node.target], types):
                 return hint
     target = node.target
-    if target in (
-        F.hardswish,
-        F.hardsigmoid,
-        F.silu,
-        F.gelu,
-        torch.sigmoid,
-        "sigmoid",
-        torch.tanh,
-        "tanh",
-        F.leaky_relu,
-        F.elu,
-    ):
-        return UNSIGNED_HINT
     if target in (operator.mul, torch.mul, "mul", "mul_", operator.imul):
         return (
             "an elementwise product of activations (e.g. a squeeze-excitation gate) has no "
@@ -212,6 +186,39 @@ def _is_global_avg(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return _spatial_dims(dims, 4) == {2, 3}
 
 
+def _check_upsampling(node: fx.Node, modules: dict[str, nn.Module], mode: str) -> str:
+    """`keep` for nearest upsampling by integer factors (it only copies values, so they stay
+    on their 7-bit grid); anything else computes new values DIANA has no operation for."""
+    s_in, s_out = shape(_tensor_args(node)[0]), shape(node)
+    integer = len(s_in) == 4 and all(o % i == 0 for i, o in zip(s_in[2:], s_out[2:]))
+    if mode in ("nearest", "nearest-exact") and integer and s_out[:2] == s_in[:2]:
+        return "keep"
+    raise refuse(
+        node,
+        modules,
+        f"mode={mode!r} from {list(s_in[2:])} to {list(s_out[2:])}: only nearest upsampling by "
+        "integer factors converts (it copies values; other modes and factors compute new ones "
+        "that no DIANA operation makes): use mode='nearest' with an integer scale_factor, or "
+        "a transposed conv's float model",
+    )
+
+
+def _check_index(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """Slicing and integer indexing select values (`keep`); indexing with a tensor (a mask or
+    a gather) selects data-dependent elements and is refused."""
+    index = node.args[1] if len(node.args) > 1 else None
+    parts = index if isinstance(index, (tuple, list)) else (index,)
+    for part in parts:
+        if isinstance(part, fx.Node) and is_tensor(part):
+            raise refuse(
+                node,
+                modules,
+                "indexing with a tensor (a mask or a gather) selects data-dependent elements: "
+                "slice with constants (x[:, :8], x[:, 8:]), or keep this network float",
+            )
+    return "keep" if holds_tensors(node) else "meta"
+
+
 def _classify_module(node: fx.Node, modules: dict[str, nn.Module], kinds: dict[str, str]) -> str:
     m = modules[node.target]
     if isinstance(m, (QuantConv2d, Conv2dBN)):
@@ -249,6 +256,8 @@ def _classify_module(node: fx.Node, modules: dict[str, nn.Module], kinds: dict[s
         return "keep"
     if isinstance(m, AVG_MODULES):
         return "gpool" if _is_global_avg(node, modules) else "float"
+    if isinstance(m, nn.Upsample):
+        return _check_upsampling(node, modules, str(m.mode))
     raise refuse(node, modules, _hint(node, modules))
 
 
@@ -269,6 +278,11 @@ def _classify_call(node: fx.Node, modules: dict[str, nn.Module]) -> str:
         return "add"
     if fn and target in CAT_FUNCTIONS:
         return "cat"
+    if fn and target is operator.getitem and holds_tensors(node.args[0]):
+        return _check_index(node, modules)
+    if fn and target is F.interpolate:
+        mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
+        return _check_upsampling(node, modules, str(mode))
     if (fn and target in KEEP_FUNCTIONS) or (not fn and target in KEEP_METHODS):
         return "keep" if holds_tensors(node) else "meta"
     if (fn and target in AVG_FUNCTIONS) or (not fn and target == "mean"):

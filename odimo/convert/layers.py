@@ -35,7 +35,7 @@ class LinearAsConv2d(nn.Conv2d):
         return F.linear(x.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
 
 
-def _int_padding(src: nn.Conv2d) -> tuple[int, int]:
+def int_padding(src: nn.Conv2d) -> tuple[int, int]:
     """The source's padding as two ints ('valid' and symmetric 'same' included)."""
     if src.padding == "valid":
         return (0, 0)
@@ -55,7 +55,7 @@ def shape_like(layer: nn.Conv2d, src: nn.Conv2d) -> nn.Conv2d:
     and kernel, so both compute the same convolution (the weight is re-initialised if the
     kernel's shape changes)."""
     layer.stride = tuple(src.stride)
-    layer.padding = _int_padding(src)
+    layer.padding = int_padding(src)
     layer.dilation = tuple(src.dilation)
     if tuple(layer.kernel_size) != tuple(src.kernel_size):
         layer.kernel_size = tuple(src.kernel_size)

@@ -31,20 +31,26 @@ class ArchRow:
 
 
 def measure_arch(
-    arch: str, input_size: tuple[int, int, int], num_classes: int, platform: Platform
+    arch: str,
+    input_size: tuple[int, int, int],
+    num_classes: int,
+    platform: Platform,
+    substitute: str | None = None,
 ) -> ArchRow:
     """Convert one torchvision network to all three forms and cost the five baselines.
 
     `convert_s` is the CPU time (one thread; robust on a shared machine) of building the three
     forms from the torchvision name: torchvision's initialisation of the float source, tracing,
     shape propagation and the new graphs (the quantized forms build their source on the meta
-    device, so they skip the initialisation).
+    device, so they skip the initialisation; the mapped form is built first, so a network the
+    converter refuses is refused before the float initialisation).
     """
     torch.manual_seed(0)
     start = time.process_time()
-    float_model = torchvision_model(make_ops("float", None), input_size, num_classes, arch=arch)
-    search = torchvision_model(make_ops("search", platform), input_size, num_classes, arch=arch)
-    mapped = torchvision_model(make_ops("mapped", platform), input_size, num_classes, arch=arch)
+    options = {"arch": arch, "substitute_activations": substitute}
+    mapped = torchvision_model(make_ops("mapped", platform), input_size, num_classes, **options)
+    search = torchvision_model(make_ops("search", platform), input_size, num_classes, **options)
+    float_model = torchvision_model(make_ops("float", None), input_size, num_classes, **options)
     seconds = time.process_time() - start
     geometry = record_geometry(mapped, input_size)
     searchable = sum(isinstance(m, SearchConv2d) for m in search.modules())

@@ -138,10 +138,17 @@ def _prepared(
     input_size: tuple[int, int, int],
     weights: str | None,
     fixed: Iterable[str],
+    substitute: str | None = None,
 ):
     """Build the source (on the meta device for quantized forms), adapt, load, convert."""
     on_meta = ops.form != "float"
-    with torch.device("meta") if on_meta else contextlib.nullcontext():
+    try:
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            net = make()
+    except NotImplementedError:
+        # a builder that reads tensor values while building (torchvision's RegNets compute
+        # their widths with tensors) cannot run on the meta device: build it for real
+        on_meta = False
         net = make()
     if not isinstance(net, nn.Module):
         raise ConfigError(f"the model factory returned a {type(net).__name__}, not an nn.Module")
@@ -152,7 +159,7 @@ def _prepared(
     _adapt_input_channels(net, int(input_size[0]), input_convs)
     if weights and not on_meta:
         load_weights(net, weights, input_convs, head)
-    return convert(net, ops, tuple(input_size), tuple(fixed or ()))
+    return convert(net, ops, tuple(input_size), tuple(fixed or ()), substitute)
 
 
 def torchvision_model(
@@ -164,8 +171,10 @@ def torchvision_model(
     weights: str | None = None,
     kwargs: dict[str, Any] | None = None,
     fixed: Iterable[str] = (),
+    substitute_activations: str | None = None,
 ) -> nn.Module:
-    """A torchvision classification network, converted (`model=torchvision model.arch=...`)."""
+    """A torchvision classification network, converted (`model=torchvision model.arch=...`);
+    `substitute_activations=relu` swaps ReLU-like activations for ReLU first (docs/convert.md)."""
     try:
         import torchvision
     except ImportError:
@@ -186,7 +195,7 @@ def torchvision_model(
         except TypeError as err:
             raise ConfigError(f"torchvision {arch}: {err} (check model.kwargs)") from None
 
-    return _prepared(make, ops, input_size, weights, fixed)
+    return _prepared(make, ops, input_size, weights, fixed, substitute_activations)
 
 
 def _import_factory(target: str) -> Callable[..., nn.Module]:
@@ -214,6 +223,7 @@ def custom_model(
     weights: str | None = None,
     kwargs: dict[str, Any] | None = None,
     fixed: Iterable[str] = (),
+    substitute_activations: str | None = None,
 ) -> nn.Module:
     """A user's float network, converted (`model=custom model.target=package.module:factory`).
 
@@ -230,4 +240,6 @@ def custom_model(
         params = {}
     given = {"num_classes": num_classes, "in_channels": input_size[0], "input_size": input_size}
     extra.update({k: v for k, v in given.items() if k in params and k not in extra})
-    return _prepared(lambda: factory(**extra), ops, input_size, weights, fixed)
+    return _prepared(
+        lambda: factory(**extra), ops, input_size, weights, fixed, substitute_activations
+    )

@@ -31,22 +31,64 @@ def find_batches_dir(root: Path) -> Path | None:
     return None
 
 
+#: The only globals a CIFAR batch pickle may name: numpy's array reconstruction (numpy 1 and 2
+#: module paths, pickle protocols 2-5) and the codec python 3 uses for bytes in protocol 2.
+ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch (a dict of numpy arrays, lists, bytes) and nothing else.
+
+    A pickle can name any importable callable (`os.system`, ...) and have it run while loading;
+    this one refuses every global outside `ALLOWED_GLOBALS` before it is looked up, so a
+    malicious file fails without running anything.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which a CIFAR-10 batch never holds (refused unread)"
+            )
+        return super().find_class(module, name)
+
+
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read one batch file: uint8 images [N, 3, 32, 32] and int64 labels [N].
 
     The files are python pickles of ``{"data": uint8 [N, 3072], "labels": [N]}`` (keys may be
-    bytes in the original python-2 pickles). Only open files you trust: unpickling runs code.
+    bytes in the original python-2 pickles), read with `BatchUnpickler`: only numpy arrays,
+    lists, bytes and plain values load, so a crafted file cannot run code.
 
     Raises:
         DatasetNotFoundError: unreadable or malformed file (the message names it).
     """
     try:
         with path.open("rb") as f:
-            entry: Any = pickle.load(f, encoding="latin1")
+            entry: Any = BatchUnpickler(f, encoding="latin1").load()
+        if not isinstance(entry, dict):
+            raise ValueError(f"a {type(entry).__name__}, not a dict")
         entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
         data = np.asarray(entry["data"], dtype=np.uint8)
         labels = np.asarray(entry["labels"], dtype=np.int64)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, KeyError, ValueError) as err:
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        AttributeError,
+        KeyError,
+        ValueError,
+        TypeError,
+    ) as err:
         raise _corrupt(path, f"cannot be read ({type(err).__name__}: {err})") from err
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise _corrupt(path, f"holds data {data.shape} and {len(labels)} labels")

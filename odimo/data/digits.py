@@ -10,12 +10,17 @@ from torch.utils.data import Dataset
 from odimo.data.base import ImageDataModule, check_fraction, check_int, seeded_split
 from odimo.data.datasets import TensorImageDataset
 from odimo.data.transforms import RandomPadCrop
+from odimo.errors import ConfigError
 
 DIGITS_MAX_LEVEL = 16  # load_digits() pixels are integer ink counts 0..16
 
 
 class DigitsDataModule(ImageDataModule):
-    """sklearn ``load_digits()`` as [1, 8, 8] images in [0, 1] (levels divided by 16).
+    """sklearn ``load_digits()`` as [1, size, size] images in [0, 1] (levels divided by 16).
+
+    ``size`` (a multiple of 8) upsamples each 8x8 image by pixel replication (nearest): the same
+    information at a resolution where DIANA's two cores cost differently (at 8x8 every layer's
+    feature map is so small that both cost about the same, and there is nothing to decide).
 
     The whole set is split at random (seeded) into test, validation and training parts. Training
     images are shifted by up to one pixel; they are never flipped (digits are not mirror
@@ -30,7 +35,8 @@ class DigitsDataModule(ImageDataModule):
         test_fraction: fraction of all images held out for testing.
         augment: shift training images at random by up to ``crop_padding`` pixels.
         limit_train: keep only this many training images (seeded subset); ``None`` keeps all.
-        crop_padding: largest random shift in pixels (zero-pad, then crop back to 8x8).
+        crop_padding: largest random shift in pixels (zero-pad, then crop back), at ``size``.
+        size: image side in pixels, a multiple of 8 (8: the original images).
     """
 
     name = "digits"
@@ -49,6 +55,7 @@ class DigitsDataModule(ImageDataModule):
         augment: bool = True,
         limit_train: int | None = None,
         crop_padding: int = 1,
+        size: int = 8,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -61,12 +68,21 @@ class DigitsDataModule(ImageDataModule):
         )
         self.test_fraction = check_fraction("test_fraction", test_fraction)
         self.crop_padding = check_int("crop_padding", crop_padding, minimum=0)
+        self.size = check_int("size", size, minimum=8)
+        if self.size % 8:
+            raise ConfigError(
+                f"dataset.datamodule.size must be a multiple of 8 (the digits are 8x8 and are "
+                f"upsampled by whole pixels), got {size}"
+            )
+        self.input_size = (1, self.size, self.size)
 
     def _build_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         from sklearn.datasets import load_digits  # local: sklearn is slow to import
 
         bunch = load_digits()
         images = torch.from_numpy(bunch.images.astype(np.uint8)).unsqueeze(1)  # [N, 1, 8, 8]
+        k = self.size // 8
+        images = images.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3)
         labels = torch.from_numpy(bunch.target.astype(np.int64))
         test_idx, val_idx, train_idx = seeded_split(
             len(labels), [self.test_fraction, self.val_fraction], self.seed

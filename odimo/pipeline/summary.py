@@ -166,6 +166,29 @@ def noise_metrics(cfg: DictConfig, model, platform, datamodule) -> dict:
     return {"final/accuracy_arithmetic": "chip_adc", **out}
 
 
+def verdict(metrics: dict) -> str | None:
+    """One line: where the run landed between the all-digital and the cheapest baseline, on the
+    cost its regularizer minimises (energy for reg=power*, else latency), at what accuracy."""
+    ref = metrics.get("reference") or {}
+    if "all_digital" not in ref or "min_latency" not in ref:
+        return None
+    energy = str(metrics.get("reg", "")).startswith("power")
+    key, unit = ("energy_uj", "µJ") if energy else ("latency_ms", "ms")
+    own = metrics["final/cost/energy_hard_uj" if energy else "final/cost/latency_hard_ms"]
+    digital, cheapest = ref["all_digital"][key], ref["min_latency"][key]
+    span = digital - cheapest
+    where = (
+        f"{100 * (digital - own) / span:.0f} % of the way from all-digital to min_latency"
+        if abs(span) > 1e-12
+        else "all-digital and min_latency cost the same here: nothing to trade"
+    )
+    acc = metrics.get("final/test/acc_hard", float("nan"))
+    return (
+        f"  found: {own:.4f} {unit} at test accuracy {acc:.4f}, {100 * (1 - own / digital):.1f} % "
+        f"below all-digital ({digital:.4f} {unit}); min_latency {cheapest:.4f} {unit}; {where}"
+    )
+
+
 def print_summary(metrics: dict, run_dir: Path) -> None:
     """A few lines: accuracy, latency and energy, the target, and the five baselines' costs."""
     if "final/target/value" in metrics:
@@ -206,6 +229,9 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
                     f"  {'target':30s} {value:g} {unit}: NOT met, {excess:.4f} {unit} "
                     f"({100 * excess / value:.1f} %) above it"
                 )
+        found = verdict(metrics)
+        if found:
+            lines.append(found)
         lines.append("  baselines (same network, cost only; train them with sweep=baselines):")
         for name, ref in metrics["reference"].items():
             lines.append(f"  {name:30s} {ref['latency_ms']:.4f} ms   {ref['energy_uj']:.4f} µJ")

@@ -10,13 +10,24 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from odimo.convert.measure import format_rows, measure_arch
+from odimo.convert.zoo import format_zoo, zoo_table
 from odimo.errors import ConfigError
 from odimo.hw import get_platform
+from odimo.io import atomic_write_text
 
 
 def run(cfg: DictConfig) -> list[dict]:
-    """One row per (arch, size); the Markdown table on stdout, the rows as JSON in `output`."""
+    """One row per (arch, size); the Markdown table on stdout, the rows as JSON in `output`.
+
+    `all_cnns=true`: one row per CNN classifier of torchvision instead (`odimo.convert.zoo`)."""
     platform = get_platform(str(cfg.platform))
+    if cfg.all_cnns:
+        zoo = cfg.zoo
+        rows = zoo_table(
+            tuple(zoo.sizes), int(cfg.num_classes), platform, zoo.timeout_s, zoo.max_params_m
+        )
+        print(format_zoo(rows))
+        return _write(cfg, [asdict(r) for r in rows])
     sizes = [int(s) for s in cfg.sizes]
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"sizes must be positive image sizes in pixels, got {sizes}")
@@ -27,9 +38,11 @@ def run(cfg: DictConfig) -> list[dict]:
             rows.append(measure_arch(str(arch), size3, int(cfg.num_classes), platform))
             print(f"{arch} {size}x{size}: {rows[-1].convert_s:.2f} s", flush=True)
     print(format_rows(rows))
-    data = [asdict(r) for r in rows]
+    return _write(cfg, [asdict(r) for r in rows])
+
+
+def _write(cfg: DictConfig, data: list[dict]) -> list[dict]:
     if cfg.output:
-        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.output).write_text(json.dumps(data, indent=1) + "\n")
+        atomic_write_text(Path(cfg.output), json.dumps(data, indent=1) + "\n")
         print(f"wrote {cfg.output}")
     return data

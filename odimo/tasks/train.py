@@ -40,6 +40,7 @@ from odimo.io import (
     same_on_all_ranks,
 )
 from odimo.lit import FinetuneModule
+from odimo.lit.trainer import check_trainer
 from odimo.models import (
     build_model,
     fold_float_into,
@@ -94,6 +95,7 @@ def check_config(cfg: DictConfig) -> list[str]:
     if threads is not None and not (isinstance(threads, int) and threads >= 1):
         raise ConfigError(f"threads must be an integer >= 1 or null, got {threads!r}")
     check_epochs(cfg, phases)
+    check_trainer(cfg.trainer)
     check_ddp_launch(cfg)
     return phases
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import torch
@@ -129,3 +130,113 @@ class Branchy(nn.Module):
 
 def branchy(num_classes: int = 4) -> nn.Module:
     return Branchy(num_classes)
+
+
+class Functional(nn.Module):
+    """Everything in functional form: F.relu/relu6/torch.relu, F.max_pool2d, F.avg_pool2d,
+    F.adaptive_avg_pool2d, torch.flatten, x.flatten, view and reshape."""
+
+    def __init__(self, num_classes: int = 4, in_channels: int = 3):
+        super().__init__()
+        self.a = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 16, 1)
+        self.fc = nn.Linear(16 * 2 * 2, num_classes)
+        self.fc2 = nn.Linear(num_classes, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.max_pool2d(F.relu(self.a(x)), 2)
+        x = F.avg_pool2d(F.relu6(self.b(x)), 2)
+        x = F.adaptive_avg_pool2d(torch.relu(self.c(x)), 2)
+        n = x.shape[0]
+        y = torch.flatten(x, 1).view(n, 16, 4).reshape(n, -1)
+        return self.fc2(F.relu(self.fc(y.flatten(1))))
+
+
+class Padded(nn.Module):
+    """Explicit zero padding before a conv (symmetric, or TF-style asymmetric `(0, 1, 0, 1)`)."""
+
+    def __init__(self, pad: tuple[int, ...] = (1, 1, 2, 2), num_classes: int = 4):
+        super().__init__()
+        self.pad = pad
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.head = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn(self.conv(F.pad(x, self.pad))))
+        return self.head(F.adaptive_avg_pool2d(x, 1)).flatten(1)
+
+
+class Sliced(nn.Module):
+    """Channel slices feeding two convs (a hand-written group split) and a batch slice."""
+
+    def __init__(self, num_classes: int = 4, mask: bool = False):
+        super().__init__()
+        self.mask = mask
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.left = nn.Conv2d(8, 8, 3, padding=1)
+        self.right = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.stem(x))[0:]
+        if self.mask:
+            x = x[x >= 0].view(-1, 16, 8, 8)  # a mask: data-dependent selection
+        y = torch.cat([F.relu(self.left(x[:, :8])), F.relu(self.right(x[:, 8:]))], dim=1)
+        return self.fc(y.mean((2, 3)))
+
+
+class Upsampled(nn.Module):
+    """A conv, an upsampling (F.interpolate, `mode`, `factor`), a conv: a decoder's pattern."""
+
+    def __init__(self, mode: str = "nearest", factor: float = 2, num_classes: int = 4):
+        super().__init__()
+        self.mode, self.factor = mode, factor
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.up = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.down(x))
+        x = F.interpolate(x, scale_factor=self.factor, mode=self.mode)
+        return self.fc(F.relu(self.up(x)).mean((2, 3)))
+
+
+class Activated(nn.Module):
+    """conv-BN-`act`-conv-`act`-pool-fc, with `act` a module (a fresh one per call, or one shared
+    module) or a function: how users write SiLU/Hardswish/LeakyReLU networks."""
+
+    def __init__(self, act, num_classes: int = 4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+        if isinstance(act, nn.Module):
+            self.act1, self.act2 = act, copy.deepcopy(act)
+        else:
+            self.act1 = self.act2 = act
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act1(self.bn1(self.conv1(x)))
+        return self.fc(self.act2(self.conv2(x)).mean((2, 3)))
+
+
+class Shared(nn.Module):
+    """One conv module called twice (shared weights): costed once if accepted."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.stem(x))
+        x = F.relu(self.body(F.relu(self.body(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def silu_net(num_classes: int = 4) -> nn.Module:
+    return Activated(nn.SiLU(), num_classes)

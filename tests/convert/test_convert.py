@@ -197,7 +197,7 @@ def test_fixed_layers_are_not_searched(diana) -> None:
     [
         (
             lambda: torchvision.models.mobilenet_v3_small(num_classes=3),
-            ["'features_0_2'", "Hardswish", "nn.ReLU"],
+            ["'features_0_2'", "Hardswish", "model.substitute_activations=relu"],
         ),
         (Normed, ["'norm'", "LayerNorm", "BatchNorm2d"]),
         (Branchy, ["data-dependent control flow", "nets.py:", "forward"]),

@@ -139,3 +139,46 @@ def test_corrupt_batch_names_the_file(fake_root: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DatasetNotFoundError, match="data_batch_3"):
         CIFAR10DataModule(root=str(fake_root)).setup()
+
+
+class _Payload:
+    """Unpickling this runs a shell command (creates `marker`): what a malicious file does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_batch_is_refused_and_nothing_runs(fake_root: Path, tmp_path: Path) -> None:
+    """A batch whose pickle calls os.system while loading: one line naming the file and the
+    refused global, and the command never ran (its marker file is absent)."""
+    marker = tmp_path / "pwned"
+    path = fake_root / "cifar-10-batches-py" / "data_batch_4"
+    entry = batch_dict([1, 2], byte_keys=False)
+    entry["data"] = _Payload(marker)
+    path.write_bytes(pickle.dumps(entry))
+    with pytest.raises(DatasetNotFoundError) as err:
+        CIFAR10DataModule(root=str(fake_root)).setup()
+    text = str(err.value)
+    assert "data_batch_4" in text and "system" in text and "\n" not in text
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_real_format_batch_loads_with_the_restricted_reader(tmp_path: Path, protocol: int) -> None:
+    """A batch in the official format (bytes keys, numpy data, list labels, filenames), pickled
+    with protocol 2 as python 2 wrote it and with protocol 5: read back exactly."""
+    from odimo.data.cifar10 import read_batch
+
+    labels = [3, 1, 4, 1, 5]
+    entry = batch_dict(labels, byte_keys=True)
+    entry[b"filenames"] = [f"img{i}.png".encode() for i in range(len(labels))]
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(entry, protocol=protocol))
+    images, got = read_batch(path)
+    assert got.tolist() == labels
+    assert [label_of(img.float() / 255) for img in images] == labels

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Tests of the sklearn digits datamodule."""
 
+import pytest
 import torch
 from sklearn.datasets import load_digits
 
@@ -80,3 +81,27 @@ def test_train_augmentation_shifts_some_images() -> None:
     assert changed > 30
     # plain training images are stable
     assert torch.equal(plain.train_set[0][0], plain.train_set[0][0])
+
+
+def test_size_replicates_each_pixel_into_a_block() -> None:
+    """size=16: each image is the 8x8 one with every pixel a 2x2 block (an independent
+    upsampling with F.interpolate, nearest), same labels, same split."""
+    import torch.nn.functional as F
+
+    small = DigitsDataModule(seed=0, augment=False)
+    big = DigitsDataModule(seed=0, augment=False, size=16)
+    small.setup("fit")
+    big.setup("fit")
+    assert big.input_size == (1, 16, 16)
+    for i in range(5):
+        (a, la), (b, lb) = small.val_set[i], big.val_set[i]
+        assert la == lb and b.shape == (1, 16, 16)
+        assert torch.equal(b, F.interpolate(a[None], scale_factor=2, mode="nearest")[0])
+
+
+@pytest.mark.parametrize("size", [12, 4])
+def test_size_must_be_a_multiple_of_8(size: int) -> None:
+    from odimo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="size"):
+        DigitsDataModule(size=size)
