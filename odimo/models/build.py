@@ -157,8 +157,7 @@ def fold_float_into(quant_model: nn.Module, float_model: nn.Module) -> None:
         else:
             weight = src.weight
             bias = src.bias if src.bias is not None else torch.zeros_like(layer.bias)
-        layer.weight.copy_(weight)
-        layer.bias.copy_(bias)
+        layer.load_float(weight, bias, src)
         layer.init_quantizers()
 
 

@@ -16,7 +16,7 @@ from odimo.hw import GeometryTable
 from odimo.io import atomic_write_text, is_rank_zero
 from odimo.lit.chip import NOISE_DRAWS, chip_metrics
 from odimo.nn import NetworkCost
-from odimo.nn.baselines import BASELINES, baseline_mapping
+from odimo.nn.baselines import baseline_mapping, baseline_names
 from odimo.nn.mapping import model_mapping
 from odimo.pipeline.fit import eval_trainer
 
@@ -49,12 +49,12 @@ def evaluate(cfg: DictConfig, module: L.LightningModule, datamodule) -> dict[str
 
 
 def reference_costs(network: NetworkCost) -> dict[str, dict[str, float]]:
-    """Hard latency and energy of the five baseline mappings of the same network."""
+    """Hard latency and energy of the platform's baseline mappings of the same network."""
     platform, geometry = network.platform, network.geometry
     table = GeometryTable(geometry, dtype=torch.float64)
     free = [n for n, layer in zip(network.names, network.layers) if layer.searchable]
     out = {}
-    for name in BASELINES:
+    for name in baseline_names(platform):
         mapping = baseline_mapping(name, geometry, platform, free)
         cost = platform.evaluate(mapping.counts_tensor(network.names), table)
         latency, energy = float(cost.total_latency_cycles), float(cost.total_energy_mw_cycles)
