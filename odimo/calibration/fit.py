@@ -126,13 +126,7 @@ def fit_platform(platform: Platform, data: Measurements, name: str) -> Platform:
     if data.energy is not None:
         coef = _nnls_relative(list(platform.energy_terms(data.cycles)), data.energy)
         fitted.update({k: float(c) for k, c in zip(platform.ENERGY_CONSTANTS, coef, strict=True)})
-    constants = replace(platform.constants, **fitted)
-    return type(platform)(
-        smooth_cycles=platform.smooth_cycles,
-        constants=constants,
-        name=name,
-        cheap_unit=platform.cheap_unit,
-    )
+    return platform.with_constants(replace(platform.constants, **fitted), name)
 
 
 def _errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:

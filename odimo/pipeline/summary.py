@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from odimo.callbacks.media import plot_mapping
-from odimo.hw import GeometryTable
+from odimo.hw import GeometryTable, platform_identity
 from odimo.io import atomic_write_text, is_rank_zero
 from odimo.lit.chip import NOISE_DRAWS, chip_metrics
 from odimo.nn import NetworkCost
@@ -83,6 +83,7 @@ def final_metrics(
         "strength": float(cfg.strength) if kind == "search" else 0.0,
         "seed": int(cfg.seed),
         "phases": [str(p) for p in cfg.phases],
+        "platform": platform_identity(platform),
     }
     metrics.update({f"final/{k}": v for k, v in scores.items()})
     if kind != "float":
@@ -95,8 +96,8 @@ def final_metrics(
                 "final/cost/latency_hard_ms": cost["latency_ms"],
                 "final/cost/energy_hard_mw_cycles": cost["energy_mw_cycles"],
                 "final/cost/energy_hard_uj": cost["energy_uj"],
-                "final/arch/analog_frac": cost["analog_frac"],
-                "cheap_unit": platform.cheap_unit,
+                **{f"final/arch/{k}": v for k, v in cost.items() if "frac" in k},
+                "cheap_unit": platform.unit_names[platform.cheap_unit_index()],
                 "reference": reference_costs(network),
             }
         )
@@ -217,7 +218,7 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
             f"  {'latency (ms)':30s} {metrics['final/cost/latency_hard_ms']:.4f}   "
             f"energy (µJ) {metrics['final/cost/energy_hard_uj']:.4f}   "
             f"{metrics.get('cheap_unit', 'analog')} channels "
-            f"{100 * metrics['final/arch/analog_frac']:.1f} %"
+            f"{100 * metrics['final/arch/cheap_frac']:.1f} %"
         )
         if "final/target/value" in metrics:
             value, unit = metrics["final/target/value"], metrics["final/target/unit"]
