@@ -36,16 +36,22 @@ PLATFORMS: dict[str, type[Platform]] = {
 }
 #: Where `get_platform(name)` looks for `<name>.yaml` (the repository's config group).
 PLATFORM_CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf" / "platform"
-#: The user's own platform YAMLs (calibrated ones), searched before the repository's;
-#: `ODIMO_PLATFORM_DIR` moves it. `conf/local/` is git-ignored and on Hydra's search path.
-USER_PLATFORM_DIR = PLATFORM_CONF_DIR.parent / "local" / "platform"
+#: The user's config root (git-ignored): its `platform/` folder holds the user's own platform
+#: YAMLs (calibrated ones), found before the repository's by `get_platform` and, through
+#: Hydra's search path (`odimo.cli`), by `platform=<name>`. `ODIMO_CONFIG_DIR` moves it.
+USER_CONFIG_DIR = PLATFORM_CONF_DIR.parent / "local"
 _NOT_OPTIONS = ("kind", "constants", "fingerprint", "analog")
 
 
+def user_config_dir() -> Path:
+    """The user's config root: `ODIMO_CONFIG_DIR`, else the git-ignored conf/local."""
+    env = os.environ.get("ODIMO_CONFIG_DIR")
+    return Path(env).expanduser().resolve() if env else USER_CONFIG_DIR
+
+
 def user_platform_dir() -> Path:
-    """Where calibrated platforms are installed (`ODIMO_PLATFORM_DIR` or conf/local/platform)."""
-    env = os.environ.get("ODIMO_PLATFORM_DIR")
-    return Path(env).expanduser() if env else USER_PLATFORM_DIR
+    """Where calibrated platforms are installed: `<user config root>/platform`."""
+    return user_config_dir() / "platform"
 
 
 def _plain(cfg: Any) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def run(cfg: DictConfig) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
-    chip = get_platform(str(cfg.get("platform", "diana")))
+    chip = get_platform(cfg.platform)
     platform = with_analog(chip, None)  # the plain variants: exact analog sums
     if chip.analog is None or not chip.analog.enabled:
         chip = None
