@@ -38,6 +38,7 @@ from torch import nn
 
 from odimo.errors import ConfigError
 from odimo.export.channel_plan import ChannelPlan, plan_channels
+from odimo.hw import platform_identity
 from odimo.hw.platform import Platform
 from odimo.nn.conv import MappedConv2d
 from odimo.nn.mapping import quant_layers
@@ -169,6 +170,7 @@ def integer_export(
     doc = {
         "format": QUANT_FORMAT,
         "platform": platform.name,
+        "platform_identity": platform_identity(platform),
         "units": list(platform.unit_names),
         "layout": "split",
         "activations": {

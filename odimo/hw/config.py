@@ -133,6 +133,19 @@ def platform_of_record(record: Any) -> Platform:
     return platform_from_config(data)
 
 
+def platform_key(record: Any) -> str | None:
+    """`name@fingerprint` of a recorded platform identity (the name alone for old records that
+    stored only a name; None when nothing was recorded): results with different keys were
+    costed by different cost models and must not be compared on one axis."""
+    if record is None:
+        return None
+    if isinstance(record, str):
+        return record
+    data = _plain(record)
+    fingerprint = data.get("fingerprint")
+    return f"{data.get('name')}@{fingerprint}" if fingerprint else str(data.get("name"))
+
+
 def get_platform(name: str | Mapping[str, Any] = "diana", **kwargs: Any) -> Platform:
     """A platform by name (the user's `<name>.yaml`, then conf/platform's, else a registered
     class) or from a config."""
