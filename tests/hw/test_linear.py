@@ -12,7 +12,7 @@ from odimo.hw import GeometryTable, LayerGeometry, get_platform, platform_from_c
 
 def ref_cycles(g: LayerGeometry, counts: list[int]) -> list[float]:
     """setup·[c>=1] + ⌈c/lanes⌉·MACs-per-lane-group·mac_cycles, per unit of toy3.yaml."""
-    setup, lanes, mac = (0.0, 2000.0, 500.0), (4, 64, 8), (1.0, 0.25, 0.5)
+    setup, lanes, mac = (0.0, 200.0, 100.0), (2, 4, 1), (1.0, 1.0, 0.5)
     fan = g.c_in // g.groups * g.k_x * g.k_y * g.o_x * g.o_y
     return [
         (setup[u] if c else 0.0) + -(-c // lanes[u]) * fan * mac[u] for u, c in enumerate(counts)
