@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from odimo.errors import OdimoError
+from odimo.hw.config import user_config_dir
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -41,7 +42,9 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def unknown_group_choice(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> str | None:
+def unknown_group_choice(
+    argv: Sequence[str], conf_dir: Path = CONF_DIR, extra_roots: Sequence[Path] = ()
+) -> str | None:
     """Return a one-line message for the first `group=choice` override with no config file.
 
     Handles `+group=`, `++group=`, `group@pkg=` and multirun lists (`model=res20,res18`).
@@ -56,10 +59,11 @@ def unknown_group_choice(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> str 
             continue
         if "(" in value or "$" in value or value in ("", "null"):
             continue
+        folders = [conf_dir / key, *(root / key for root in extra_roots)]
         for choice in value.split(","):
             choice = choice.strip()
-            if choice and not (conf_dir / key / f"{choice}.yaml").is_file():
-                options = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+            if choice and not any((d / f"{choice}.yaml").is_file() for d in folders):
+                options = sorted({p.stem for d in folders for p in d.glob("*.yaml")})
                 return f"unknown {key} '{choice}' (choose from: {', '.join(options)})"
     return None
 
@@ -181,9 +185,14 @@ def run_entry(config_name: str, task: Callable[[Any], Any], conf_dir: Path = CON
 
     quiet_libraries()
     stop_on_sigterm()
-    message = unknown_group_choice(sys.argv[1:], conf_dir)
+    user_root = user_config_dir()
+    message = unknown_group_choice(sys.argv[1:], conf_dir, extra_roots=(user_root,))
     if message:
         fail(message)
+    if (user_root / "platform").is_dir() and not any(
+        a.startswith("hydra.searchpath") for a in sys.argv[1:]
+    ):  # the user's installed platforms are choices of the `platform` group
+        sys.argv.insert(1, f"hydra.searchpath=[file://{user_root}]")
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir), config_name=config_name)
     def _main(cfg: Any) -> Any:

@@ -75,7 +75,7 @@ def test_help_keeps_comments_and_interpolations_verbatim() -> None:
     text = _help_as_hydra_prints_it("cascade")
     assert re.search(r"^thresholds: 2001 +# thresholds evenly spaced over \[0, 1\]", text, re.M)
     # a `$` survives Hydra's $NAME substitution as written in the YAML
-    assert "\nname: ${platform}_calibrated " in _help_as_hydra_prints_it("calibrate")
+    assert "\nname: ${platform.name}_calibrated " in _help_as_hydra_prints_it("calibrate")
 
 
 def test_help_from_the_command_line(tmp_path: Path) -> None:

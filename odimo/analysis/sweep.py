@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from odimo.hw import platform_key
+
 log = logging.getLogger(__name__)
 
 #: Numeric keys read from metrics.json; a missing or non-numeric value becomes NaN.
@@ -28,7 +30,7 @@ NUMBER_KEYS = (
     "final/cost/latency_hard_ms",
     "final/cost/latency_hard_cycles",
     "final/cost/energy_hard_uj",
-    "final/arch/analog_frac",
+    "final/arch/cheap_frac",
     "final/target/value",
     "final/val/acc_chip_mean",
     "final/test/acc_chip_mean",
@@ -140,6 +142,9 @@ def read_job(path: Path) -> dict[str, Any]:
         job["kind"] = "baseline" if job["baseline"] else "search"
     if job["kind"] == "baseline" and not math.isfinite(job["strength"]):
         job["strength"] = 0.0
+    if not math.isfinite(job["final/arch/cheap_frac"]):  # results written before the name
+        job["final/arch/cheap_frac"] = _number(raw.get("final/arch/analog_frac"))
+    job["platform"] = platform_key(raw.get("platform"))  # name@fingerprint of the cost model
     job["missing"] = [key for key in REQUIRED_FOR_FRONTS if not math.isfinite(job[key])]
     job["job_dir"] = str(path.parent)
     job["label"] = job_label(job)

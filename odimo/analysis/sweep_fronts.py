@@ -38,7 +38,7 @@ CSV_COLUMNS = (
     "latency_ms",
     "latency_cycles",
     "energy_uj",
-    "analog_frac",
+    "cheap_frac",
     "on_front_latency",
     "on_front_energy",
     "selected",
@@ -53,7 +53,7 @@ METRIC_KEYS = {
     "latency_ms": "final/cost/latency_hard_ms",
     "latency_cycles": "final/cost/latency_hard_cycles",
     "energy_uj": "final/cost/energy_hard_uj",
-    "analog_frac": "final/arch/analog_frac",
+    "cheap_frac": "final/arch/cheap_frac",
 }
 #: The two fronts: name -> (cost column, axis label, budgets config key, hypervolume ref key).
 FRONTS = {
@@ -208,3 +208,18 @@ def sweep_selection(
             "acc": 0.0,
         },
     }
+
+
+def platform_groups(jobs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Jobs by the platform that costed them (`name@fingerprint`); jobs without a record join
+    the only group, or their own `unknown` group when there are several."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if job.get("platform"):
+            groups.setdefault(job["platform"], []).append(job)
+    unknown = [job for job in jobs if not job.get("platform")]
+    if len(groups) <= 1:
+        return {next(iter(groups), "unknown"): [*sum(groups.values(), []), *unknown]}
+    if unknown:
+        groups["unknown"] = unknown
+    return groups

@@ -13,6 +13,7 @@ error, Spearman rank correlation and the regret of choosing by the model.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 from dataclasses import replace
@@ -80,6 +81,16 @@ class Measurements:
             return uj * platform.freq_hz / 1e3
         return None
 
+    def subset(self, rows: list[int]) -> Measurements:
+        """The measurements of the given rows only (a held-out fold or its complement)."""
+        part = copy.copy(self)
+        index = torch.tensor(rows, dtype=torch.long)
+        part.geometry = [self.geometry[i] for i in rows]
+        part.counts, part.cycles = self.counts[index], self.cycles[index]
+        part.energy = None if self.energy is None else self.energy[index]
+        part.groups = [self.groups[i] for i in rows]
+        return part
+
     @property
     def table(self) -> GeometryTable:
         return GeometryTable(self.geometry, dtype=torch.float64)
@@ -126,13 +137,7 @@ def fit_platform(platform: Platform, data: Measurements, name: str) -> Platform:
     if data.energy is not None:
         coef = _nnls_relative(list(platform.energy_terms(data.cycles)), data.energy)
         fitted.update({k: float(c) for k, c in zip(platform.ENERGY_CONSTANTS, coef, strict=True)})
-    constants = replace(platform.constants, **fitted)
-    return type(platform)(
-        smooth_cycles=platform.smooth_cycles,
-        constants=constants,
-        name=name,
-        cheap_unit=platform.cheap_unit,
-    )
+    return platform.with_constants(replace(platform.constants, **fitted), name)
 
 
 def _errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -187,6 +192,31 @@ def evaluate(platform: Platform, data: Measurements) -> dict[str, Any]:
         pred_e = cost.energy_mw_cycles.numpy()
         out["energy"] = _errors(pred_e, true_e)
         out["energy"]["selection"] = selection_regret(pred_e, true_e, data.groups)
+    return out
+
+
+def kfold_errors(platform: Platform, data: Measurements, folds: int = 5, seed: int = 0) -> dict:
+    """Held-out error of the calibration: rows split into `folds` folds BY GROUP (all splits
+    of one layer in the same fold, so a layer is never fitted and scored at once); each fold
+    is predicted by constants fitted on the other folds. The honest number to quote; the
+    in-sample error of `evaluate` on synthetic data is only a self-consistency check."""
+    names = sorted(set(data.groups))
+    if len(names) < folds or folds < 2:
+        raise OdimoError(f"k-fold needs at least {max(folds, 2)} layer groups, got {len(names)}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    fold_of = {names[j]: i % folds for i, j in enumerate(order)}
+    pred_lat = np.zeros(len(data.groups))
+    pred_e = np.zeros(len(data.groups))
+    for f in range(folds):
+        test = [i for i, g in enumerate(data.groups) if fold_of[g] == f]
+        train = [i for i, g in enumerate(data.groups) if fold_of[g] != f]
+        fitted = fit_platform(platform, data.subset(train), platform.name)
+        held = predictions(fitted, data.subset(test))
+        pred_lat[test], pred_e[test] = held["latency_cycles"], held["energy_mw_cycles"]
+    out: dict[str, Any] = {"folds": folds, "groups": len(names)}
+    out["latency"] = _errors(pred_lat, data.latency.numpy())
+    if data.energy is not None:
+        out["energy"] = _errors(pred_e, data.energy.numpy())
     return out
 
 

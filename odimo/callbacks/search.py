@@ -170,8 +170,9 @@ class CostLogger(L.Callback):
     """After each validation: log soft and hard costs and write the per-layer mapping table.
 
     Logs `cost/latency_{soft,hard}_cycles`, `cost/latency_hard_ms`, `cost/energy_{soft,hard}_uj`,
-    `arch/analog_frac`, `arch/temperature`; appends one row per layer to `layers.csv`
-    (epoch, layer, channels per unit, soft analog fraction); keeps the history for the heat-map.
+    `arch/frac_<unit>` for every unit, `arch/cheap_frac` and the platform's aliases (DIANA:
+    `arch/analog_frac`), `arch/temperature`; appends one row per layer to `layers.csv`
+    (epoch, layer, channels per unit, soft cheap-unit fraction); keeps the history for the heat-map.
     """
 
     def __init__(self, network: NetworkCost, out_dir: str | Path, heatmap: bool = True):
@@ -196,7 +197,7 @@ class CostLogger(L.Callback):
             "cost/energy_soft_uj": float(
                 platform.mw_cycles_to_uj(soft_cost.total_energy_mw_cycles)
             ),
-            "arch/analog_frac": hard["analog_frac"],
+            **{f"arch/{k}": v for k, v in hard.items() if "frac" in k},
         }
         if layers:
             logs["arch/temperature"] = float(layers[0].temperature)
@@ -208,7 +209,7 @@ class CostLogger(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.heatmap and trainer.is_global_zero:
-            log_image(trainer, "arch/analog_heatmap", self.plot_heatmap())
+            log_image(trainer, "arch/cheap_heatmap", self.plot_heatmap())
 
     def _write_layers(
         self, epoch: int, soft_counts: torch.Tensor, platform: Platform
@@ -218,7 +219,7 @@ class CostLogger(L.Callback):
         path = self.out_dir / "layers.csv"
         new = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
-        columns = ["epoch", "layer", *[f"ch_{u}" for u in platform.unit_names], "analog_frac_soft"]
+        columns = ["epoch", "layer", *[f"ch_{u}" for u in platform.unit_names], "cheap_frac_soft"]
         rows, fractions = [], []
         cheap = platform.cheap_unit_index()
         for i, name in enumerate(self.network.names):
@@ -235,7 +236,7 @@ class CostLogger(L.Callback):
         return columns, rows
 
     def heatmap_history(self) -> list[tuple[int, list[float]]]:
-        """(epoch, analog fraction per layer) of every logged epoch, earlier attempts included.
+        """(epoch, cheap-unit fraction per layer) of every logged epoch, earlier attempts included.
 
         Read from `layers.csv`, which a resumed search appends to; an epoch logged twice (a
         resume repeats the interrupted epoch) keeps its last rows. Falls back to this process's
@@ -248,7 +249,7 @@ class CostLogger(L.Callback):
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
                 by_epoch.setdefault(int(row["epoch"]), {})[row["layer"]] = float(
-                    row["analog_frac_soft"]
+                    row["cheap_frac_soft"]
                 )
         names = self.network.names
         return [
@@ -258,9 +259,9 @@ class CostLogger(L.Callback):
         ]
 
     def plot_heatmap(self, path: str | Path | None = None) -> Path | None:
-        """Heat-map of each layer's (soft) analog fraction over the logged epochs.
+        """Heat-map of each layer's (soft) cheap-unit fraction over the logged epochs.
 
-        Written to `path` (default: `analog_heatmap.png` in the phase dir); None if no epoch
+        Written to `path` (default: `cheap_heatmap.png` in the phase dir); None if no epoch
         was logged.
         """
         history = self.heatmap_history()
@@ -268,10 +269,11 @@ class CostLogger(L.Callback):
             return None
         from odimo.analysis.plots import plot_unit_heatmap
 
-        path = Path(path) if path is not None else self.out_dir / "analog_heatmap.png"
+        path = Path(path) if path is not None else self.out_dir / "cheap_heatmap.png"
         epochs = [e for e, _ in history]
         fractions = [f for _, f in history]
-        unit = self.network.platform.cheap_unit
+        platform = self.network.platform
+        unit = platform.unit_names[platform.cheap_unit_index()]
         return plot_unit_heatmap(epochs, self.network.names, fractions, path, unit=unit)
 
 

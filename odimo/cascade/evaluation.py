@@ -19,6 +19,7 @@ from odimo.cascade.preds import SPLITS, Predictions, check_pair, info_cost, load
 from odimo.cascade.routing import PairOutputs, at_threshold, pair_outputs, threshold_grid
 from odimo.cascade.stream import memory_report
 from odimo.errors import ConfigError
+from odimo.hw import platform_key
 from odimo.io import json_safe
 
 FORMAT = "odimo.cascade/1"
@@ -44,6 +45,7 @@ class CascadeOptions:
     split_seed: int = 0
     lookup: NetCost = NetCost(0.0, 0.0)
     out_dir: Path = Path(".")
+    mix_platforms: bool = False
 
 
 @dataclass
@@ -75,6 +77,13 @@ def load_pair(opts: CascadeOptions) -> Pair:
         raise ConfigError(
             f"little is on {infos[0].get('dataset')} but big on {infos[1].get('dataset')}"
         )
+    if infos[1] is not None and not opts.mix_platforms:
+        keys = [platform_key(i.get("platform")) for i in infos]
+        if None not in keys and keys[0] != keys[1]:
+            raise ConfigError(
+                f"little was costed on platform {keys[0]} but big on {keys[1]}: their costs do "
+                "not add up (mix_platforms=true if they really run on two chips)"
+            )
     costs = (info_cost(infos[0]), info_cost(infos[1]) if infos[1] else NetCost(0.0, 0.0))
     parts = split_val(len(little["val"]), opts.holdout_fraction, opts.split_seed)
     for part in PARTS:

@@ -247,6 +247,7 @@ def predict_finished_run(
         dataset=str(clf.config.dataset.name),
         latency_ms=finite_or_none(clf.metrics.get("final/cost/latency_hard_ms")),
         energy_uj=finite_or_none(clf.metrics.get("final/cost/energy_hard_uj")),
+        platform=clf.metrics.get("platform"),  # identity: name, constants, fingerprint
     )
     write_info(run_dir, info)
     return info

@@ -11,7 +11,7 @@ import torch
 from odimo.convert.sources import torchvision_model
 from odimo.hw.geometry import record_geometry
 from odimo.hw.platform import Platform
-from odimo.nn.baselines import BASELINES, baseline_mapping
+from odimo.nn.baselines import baseline_mapping, baseline_names
 from odimo.nn.conv import SearchConv2d
 from odimo.nn.factory import make_ops
 from odimo.nn.report import cost_report
@@ -56,7 +56,7 @@ def measure_arch(
     searchable = sum(isinstance(m, SearchConv2d) for m in search.modules())
     free = [n for n, m in search.named_modules() if isinstance(m, SearchConv2d)]
     costs = {}
-    for name in BASELINES:
+    for name in baseline_names(platform):
         mapping = baseline_mapping(name, geometry, platform, free)
         report = cost_report(
             geometry,
@@ -82,7 +82,7 @@ def measure_arch(
 
 def format_rows(rows: list[ArchRow]) -> str:
     """A Markdown table: one row per network and size, latency ms / energy µJ per baseline."""
-    names = list(BASELINES)
+    names = list(rows[0].baselines) if rows else []
     head = (
         "| arch | input | convert CPU s | layers | searchable | "
         + " | ".join(f"{n} ms / µJ" for n in names)

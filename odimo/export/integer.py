@@ -36,7 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from odimo.errors import ConfigError
 from odimo.export.channel_plan import ChannelPlan, plan_channels
+from odimo.hw import platform_identity
 from odimo.hw.platform import Platform
 from odimo.nn.conv import MappedConv2d
 from odimo.nn.mapping import quant_layers
@@ -115,6 +117,8 @@ def _unit_export(
             scale=f"{key}.scale",
             real_weight="weight * scale[:, None, None, None]",
         )
+    else:  # unit_quantization above already refuses it; say so here too, never skip silently
+        raise ConfigError(f"no integer export for weight quantizer {type(wq).__name__}")
     entry["real_bias"] = "bias * bias_step"
     return entry
 
@@ -166,6 +170,7 @@ def integer_export(
     doc = {
         "format": QUANT_FORMAT,
         "platform": platform.name,
+        "platform_identity": platform_identity(platform),
         "units": list(platform.unit_names),
         "layout": "split",
         "activations": {

@@ -5,7 +5,7 @@
 `split_model.json` says how to rebuild the module around them::
 
     {"format": "odimo.split/1", "spec": {name, input_size, num_classes, options},
-     "platform": "diana", "mapping": <mapping JSON>,
+     "platform": <platform identity>, "mapping": <mapping JSON>,
      "activations": [{"names": [...], "clip": float, "scale_exp": int, "bits": int}, ...]}
 
 The structure (channel orders, unit convs) follows from the model spec and the mapping; the
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from odimo.errors import CheckpointError
-from odimo.hw import get_platform, with_analog
+from odimo.hw import platform_identity, platform_of_record, with_analog
 from odimo.hw.analog import analog_from_config
 from odimo.hw.platform import Platform
 from odimo.io import atomic_torch_save, atomic_write_text
@@ -47,7 +47,7 @@ def split_spec(split: nn.Module, mapped: nn.Module, platform: Platform) -> dict:
     return {
         "format": FORMAT,
         "spec": mapped.spec.to_json(),
-        "platform": platform.name,
+        "platform": platform_identity(platform),
         "mapping": model_mapping(mapped, platform).to_json(),
         "analog": read_out_config(mapped),
         "activations": list(groups.values()),
@@ -79,7 +79,7 @@ def load_split(folder: str | Path) -> nn.Module:
         if spec.get("format") != FORMAT:
             raise ValueError(f"format is {spec.get('format')!r}, expected {FORMAT!r}")
         platform = with_analog(
-            get_platform(spec["platform"]), analog_from_config(spec.get("analog"))
+            platform_of_record(spec["platform"]), analog_from_config(spec.get("analog"))
         )
         mapped = build_model(ModelSpec.from_json(spec["spec"]), "mapped", platform)
         apply_mapping(mapped, Mapping.from_json(spec["mapping"], source=str(folder / SPEC)))

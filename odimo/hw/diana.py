@@ -32,8 +32,8 @@ POWER_DIGITAL_MW = 24.96
 POWER_ANALOG_MW = 28.74
 POWER_BOTH_MW = 42.39
 
-DIGITAL = ComputeUnit("digital", weight_format="int8_pow2", supports_grouped=True)
-ANALOG = ComputeUnit("analog", weight_format="ternary_per_channel", supports_grouped=False)
+DIGITAL = ComputeUnit("digital", "int8_pow2", supports_grouped=True, role="precise")
+ANALOG = ComputeUnit("analog", "ternary_per_channel", supports_grouped=False, role="cheap")
 
 _UNROLLS = (1.0, 2.0, 4.0, 8.0)
 
@@ -160,6 +160,9 @@ class Diana(Platform):
     name = "diana"
     units = (DIGITAL, ANALOG)
     constants_type = DianaConstants
+    activation_bits = 7
+    #: `arch/analog_frac` is DIANA's name for the cheap unit's share (`arch/frac_analog`).
+    METRIC_ALIASES = {"analog_frac": "frac_analog"}
 
     def __init__(
         self,
@@ -176,9 +179,19 @@ class Diana(Platform):
         self.cheap_unit = cheap_unit
         self.unit_index(cheap_unit)  # a KeyError for a unit the chip does not have
 
-    @property
-    def freq_hz(self) -> float:  # type: ignore[override]
-        return self.constants.freq_hz
+    def options(self) -> dict:
+        return {"cheap_unit": self.cheap_unit, "smooth_cycles": self.smooth_cycles}
+
+    def baselines(self) -> dict[str, tuple]:
+        """DIANA's five: all_digital, all_analog (fixed layers too where the analog core can
+        run them, as the reference's all-ternary network), io_digital, min_latency(_max8)."""
+        return {
+            "all_digital": ("all", "digital"),
+            "all_analog": ("all_with_fixed", "analog"),
+            "io_digital": ("io", "digital", "analog"),
+            "min_latency": ("fastest",),
+            "min_latency_max8": ("fastest_filled",),
+        }
 
     def unit_cycles(self, counts: Tensor, geom: GeometryTable) -> Tensor:
         return torch.stack(

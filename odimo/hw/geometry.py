@@ -26,6 +26,9 @@ class LayerGeometry:
     groups: int
     o_x: int
     o_y: int
+    #: True for a layer whose output channels each choose an operator (Darkside's slots: a
+    #: full conv, or the 3x3 depthwise filter of the channel's own input).
+    operator_choice: bool = False
 
     @property
     def is_grouped(self) -> bool:
@@ -40,7 +43,7 @@ class LayerGeometry:
 class GeometryTable:
     """All layers of a network as float tensors of shape [L], for vectorised costs."""
 
-    FIELDS = ("c_in", "c_out", "k_x", "k_y", "groups", "o_x", "o_y")
+    FIELDS = ("c_in", "c_out", "k_x", "k_y", "groups", "o_x", "o_y", "operator_choice")
 
     def __init__(
         self,
@@ -70,6 +73,7 @@ class GeometryTable:
     groups: Tensor
     o_x: Tensor
     o_y: Tensor
+    operator_choice: Tensor
 
 
 @torch.no_grad()
@@ -97,6 +101,7 @@ def record_geometry(model: nn.Module, input_size: tuple[int, int, int]) -> list[
                 groups=module.groups,
                 o_x=int(output.shape[-1]),
                 o_y=int(output.shape[-2]),
+                operator_choice=bool(getattr(module, "operator_choice", False)),
             )
 
         return hook

@@ -33,6 +33,7 @@ import torch
 from odimo.errors import ConfigError
 from odimo.lit.modules import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import ModelSpec, build_model, fold_float_into, searchable_names, to_mapped
+from odimo.models.build import make_options
 from odimo.nn.baselines import baseline_mapping
 from odimo.nn.network_cost import NetworkCost, make_regularizer
 
@@ -41,6 +42,7 @@ PAPER_SIZES: dict[str, tuple[tuple[int, int, int], int]] = {
     "res20": ((3, 32, 32), 10),
     "res18": ((3, 64, 64), 200),
     "mbv1": ((3, 96, 96), 2),
+    "darkside_mbv1": ((3, 32, 32), 10),
 }
 
 #: Mapping of the fine-tune variant: mixed layers (digital and analog channels in one conv).
@@ -65,8 +67,11 @@ VARIANTS = ("float", "search", "finetune")
 CHIP_VARIANTS = ("search_chip", "finetune_chip")
 
 
-def resolve_spec(model: str, input_size, num_classes: int | None = None) -> ModelSpec:
-    """Model spec at the paper's input size, or at `input_size` [C, H, W] if given."""
+def resolve_spec(
+    model: str, input_size, num_classes: int | None = None, options: dict | None = None
+) -> ModelSpec:
+    """Model spec at the paper's input size, or at `input_size` [C, H, W] if given; `options`
+    are the model config's own keys (e.g. Darkside's `width`)."""
     if model not in PAPER_SIZES:
         raise ConfigError(f"unknown model {model!r} (choose from: {', '.join(PAPER_SIZES)})")
     size, classes = PAPER_SIZES[model]
@@ -74,7 +79,7 @@ def resolve_spec(model: str, input_size, num_classes: int | None = None) -> Mode
         size = tuple(int(v) for v in input_size)
         if len(size) != 3 or min(size) <= 0:
             raise ConfigError(f"input_size must be [C, H, W] of positive ints, got {size}")
-    return ModelSpec(model, size, int(num_classes or classes))
+    return ModelSpec(model, size, int(num_classes or classes), make_options(options or {}))
 
 
 class Variant:
@@ -100,6 +105,7 @@ def build_variants(
     device: torch.device,
     channels_last: bool,
     chip=None,
+    finetune_mapping: str = FINETUNE_MAPPING,
 ) -> tuple[dict[str, Variant], Callable[[], None]]:
     """The three variants on `device` (plus the `CHIP_VARIANTS` on platform `chip` if given),
     and the cost forward+backward step of the search one."""
@@ -109,7 +115,7 @@ def build_variants(
     network = NetworkCost(search_model, platform, spec.input_size)
     regularizer = make_regularizer(reg, strength)
     mapping = baseline_mapping(
-        FINETUNE_MAPPING, network.geometry, platform, searchable_names(search_model)
+        finetune_mapping, network.geometry, platform, searchable_names(search_model)
     )
     mapped_model = to_mapped(search_model, platform, mapping)
 

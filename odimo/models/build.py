@@ -13,6 +13,7 @@ from odimo.convert.sources import custom_model as convert_custom
 from odimo.convert.sources import torchvision_model as convert_torchvision
 from odimo.errors import CheckpointError, ConfigError
 from odimo.hw.platform import Platform
+from odimo.models.darkside import darkside_mbv1
 from odimo.models.mobilenet import mbv1
 from odimo.models.resnet import res18, res20
 from odimo.nn.conv import Conv2dBN, QuantConv2d
@@ -43,6 +44,7 @@ MODELS = {
     "res20": res20,
     "res18": res18,
     "mbv1": mbv1,
+    "darkside_mbv1": darkside_mbv1,
     "torchvision": torchvision_model,
     "custom": custom_model,
     "sampled": sampled,
@@ -157,8 +159,7 @@ def fold_float_into(quant_model: nn.Module, float_model: nn.Module) -> None:
         else:
             weight = src.weight
             bias = src.bias if src.bias is not None else torch.zeros_like(layer.bias)
-        layer.weight.copy_(weight)
-        layer.bias.copy_(bias)
+        layer.load_float(weight, bias, src)
         layer.init_quantizers()
 
 

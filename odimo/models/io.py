@@ -2,9 +2,12 @@
 """Save and load a finished mapped network (the hand-off to export and evaluation).
 
 File format (`torch.save` of a plain dict; `weights_only=True` loads it):
-`{"format": "odimo.mapped/1", "spec": {name, input_size, num_classes, options}, "platform": "diana",
-"analog": <the analog read-out the network computes with, `platform.analog` as config, or
-None>, "mapping": <mapping JSON dict>, "state_dict": <mapped model state dict>}`.
+`{"format": "odimo.mapped/1", "spec": {name, input_size, num_classes, options}, "platform":
+<platform identity: name, kind, options, constants, fingerprint>, "analog": <the analog
+read-out the network computes with, `platform.analog` as config, or None>, "mapping":
+<mapping JSON dict>, "state_dict": <mapped model state dict>}`. Loading rebuilds the
+platform from the stored identity (a re-calibrated YAML of the same name does not change an
+old model's costs); files that stored only the name load today's platform of that name.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 from torch import nn
 
 from odimo.errors import CheckpointError, ConfigError, MappingError
-from odimo.hw import get_platform, with_analog
+from odimo.hw import platform_identity, platform_of_record, with_analog
 from odimo.hw.analog import analog_from_config
 from odimo.hw.platform import Platform
 from odimo.io import atomic_torch_save
@@ -49,7 +52,7 @@ def save_mapped(path: str | Path, model: nn.Module, platform: Platform) -> None:
     payload = {
         "format": FORMAT,
         "spec": model.spec.to_json(),
-        "platform": platform.name,
+        "platform": platform_identity(platform),
         "analog": read_out_config(model),
         "mapping": mapping.to_json(),
         "state_dict": {
@@ -79,7 +82,7 @@ def load_mapped(path: str | Path) -> tuple[nn.Module, Platform, Mapping]:
         spec_d = payload["spec"]
         spec = ModelSpec.from_json(spec_d)
         platform = with_analog(
-            get_platform(payload["platform"]), analog_from_config(payload.get("analog"))
+            platform_of_record(payload["platform"]), analog_from_config(payload.get("analog"))
         )
         model = build_model(spec, "mapped", platform)
     except (KeyError, TypeError, ValueError, ConfigError) as err:

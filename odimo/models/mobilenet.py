@@ -30,14 +30,21 @@ MBV1_025_BLOCKS = [
 class DepthwiseSeparable(nn.Module):
     """3x3 depthwise conv (digital only) then 1x1 pointwise conv (searchable)."""
 
-    def __init__(self, ops: FloatOps | QuantOps, c_in: int, c_out: int, stride: int):
+    def __init__(
+        self,
+        ops: FloatOps | QuantOps,
+        c_in: int,
+        c_out: int,
+        stride: int,
+        point_searchable: bool = True,
+    ):
         super().__init__()
         self.depth_act = ops.act()
         self.depth = ops.conv(
             c_in, c_in, 3, stride, groups=c_in, act=self.depth_act, searchable=False
         )
         self.point_act = ops.act()
-        self.point = ops.conv(c_in, c_out, 1, 1, act=self.point_act)
+        self.point = ops.conv(c_in, c_out, 1, 1, act=self.point_act, searchable=point_searchable)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.point(self.point_act(self.depth(self.depth_act(x))))

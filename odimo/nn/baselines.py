@@ -1,21 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
 """The manual mapping heuristics the search is compared with, computed from the cost model.
 
-Layers whose mapping the architecture fixes (not searchable, e.g. MobileNet's depthwise convs)
-stay on the first unit that can run them in every baseline; the others follow the rule:
+A platform names its baselines (`Platform.baselines()`: name -> rule and arguments); the rules
+are generic, for any number of units. Layers whose mapping the architecture fixes (not
+searchable) stay on `platform.fixed_unit_index` in every rule but ``all_with_fixed``. Rules:
 
-- `all_digital`: every free layer on the digital unit;
-- `all_analog`: every layer the analog unit can run on it, fixed ones included (as the
-  reference's all-ternary network: only MobileNet's depthwise convs stay digital);
-- `io_digital`: first and last layer of the network digital, the other free layers analog;
-- `min_latency`: each whole free layer on its faster unit (ties: digital);
-- `min_latency_max8`: min_latency, then in each layer on the analog unit as many channels moved
-  to the digital unit as fit without raising that layer's latency.
+- ``all <unit>``: every free layer on `unit` (where it cannot run: the fixed-layer unit);
+- ``all_with_fixed <unit>``: the same, fixed layers included where `unit` can run them
+  (DIANA's `all_analog`, as the reference's all-ternary network);
+- ``io <edge> <middle>``: first and last layer on `edge`, the other free layers on `middle`
+  (DIANA's `io_digital`);
+- ``fastest`` / ``least_energy``: each whole free layer on the unit with the least latency /
+  energy (ties: the precise unit, then the lower index);
+- ``fastest_filled``: ``fastest``, then in each layer not on the precise unit as many channels
+  moved to the precise unit as fit without raising that layer's latency (`min_latency_max8`);
+- ``even <a> <b>``: every free layer that both units can run split in half (the first half of
+  the channels on `a`), others on the fixed-layer unit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -25,16 +30,25 @@ from odimo.hw.platform import CostBreakdown, Platform
 from odimo.nn.mapping import Mapping
 
 
-def _whole_layer_cycles(geometry: list[LayerGeometry], platform: Platform) -> torch.Tensor:
-    """[L, U] cycles of each layer run entirely on each unit (inf where the unit cannot)."""
+def _whole_layer_costs(geometry: list[LayerGeometry], platform: Platform) -> CostBreakdown:
+    """Costs [L, U] of each layer run entirely on each unit (inf where the unit cannot)."""
     table = GeometryTable(geometry, dtype=torch.float64)
-    out = torch.empty(len(geometry), platform.num_units, dtype=torch.float64)
-    for u in range(platform.num_units):
-        counts = torch.zeros(len(geometry), platform.num_units, dtype=torch.float64)
+    n, units = len(geometry), platform.num_units
+    latency = torch.empty(n, units, dtype=torch.float64)
+    energy = torch.empty(n, units, dtype=torch.float64)
+    for u in range(units):
+        counts = torch.zeros(n, units, dtype=torch.float64)
         counts[:, u] = table.c_out
-        out[:, u] = platform.unit_cycles(counts, table)[:, u]
+        cost = platform.evaluate(counts, table, soft=False)
+        latency[:, u], energy[:, u] = cost.latency_cycles, cost.energy_mw_cycles
     allowed = torch.tensor([platform.allowed_units(g) for g in geometry])
-    return out.masked_fill(~allowed, float("inf"))
+    inf = float("inf")
+    return CostBreakdown(
+        counts=table.c_out,
+        unit_cycles=latency.masked_fill(~allowed, inf),
+        latency_cycles=latency.masked_fill(~allowed, inf),
+        energy_mw_cycles=energy.masked_fill(~allowed, inf),
+    )
 
 
 def move_costs(
@@ -70,6 +84,48 @@ def free_moves(
     return int(fits.max())
 
 
+def _best_unit(costs: torch.Tensor, precise: int) -> int:
+    """The unit of least cost; ties go to the precise unit, then to the lower index."""
+    best = float(costs.min())
+    return precise if float(costs[precise]) <= best else int(torch.argmin(costs))
+
+
+def _layer_rule(rule: tuple, i: int, g: LayerGeometry, platform: Platform, whole) -> list[int]:
+    """Per-channel units of free layer `i` under `rule` (see the module doc)."""
+    kind, args = rule[0], rule[1:]
+    allowed = platform.allowed_units(g)
+    fixed = platform.fixed_unit_index(g)
+    precise = platform.precise_unit_index()
+    if kind in ("all", "all_with_fixed"):
+        unit = platform.unit_index(args[0])
+        return [unit if allowed[unit] else fixed] * g.c_out
+    if kind == "io":
+        edge, middle = (platform.unit_index(a) for a in args)
+        unit = edge if i in (0, whole.latency_cycles.shape[0] - 1) else middle
+        return [unit if allowed[unit] else fixed] * g.c_out
+    if kind == "even":
+        a, b = (platform.unit_index(x) for x in args)
+        if not (allowed[a] and allowed[b]):
+            return [fixed] * g.c_out
+        half = g.c_out // 2
+        return [a] * half + [b] * (g.c_out - half)
+    if kind in ("fastest", "fastest_filled", "least_energy"):
+        costs = whole.energy_mw_cycles[i] if kind == "least_energy" else whole.latency_cycles[i]
+        unit = _best_unit(costs, precise)
+        if kind == "fastest_filled" and unit != precise and allowed[precise]:
+            counts = torch.zeros(platform.num_units, dtype=torch.float64)
+            counts[unit] = g.c_out
+            k = free_moves(g, platform, counts, unit, precise)
+            return [precise] * k + [unit] * (g.c_out - k)
+        return [unit] * g.c_out
+    raise ConfigError(f"platform {platform.name}: unknown baseline rule {kind!r}")
+
+
+def baseline_names(platform: Platform) -> list[str]:
+    """The baselines a platform offers (for error messages and summaries)."""
+    return list(platform.baselines())
+
+
 def baseline_assignments(
     name: str,
     geometry: list[LayerGeometry],
@@ -77,37 +133,25 @@ def baseline_assignments(
     searchable: Iterable[str] | None = None,
 ) -> dict[str, list[int]]:
     """Per-channel unit indices of every layer under the named baseline."""
-    if name not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r} (choose from: {', '.join(BASELINES)})")
-    d, a = platform.precise_unit_index(), platform.cheap_unit_index()
+    rules = platform.baselines()
+    if name not in rules:
+        raise ConfigError(
+            f"unknown baseline {name!r} for platform {platform.name} "
+            f"(choose from: {', '.join(rules)})"
+        )
+    rule = rules[name]
     free = set(searchable) if searchable is not None else {g.name for g in geometry}
-    cycles = _whole_layer_cycles(geometry, platform)
+    whole = _whole_layer_costs(geometry, platform)
     out: dict[str, list[int]] = {}
     for i, g in enumerate(geometry):
-        allowed = platform.allowed_units(g)
-        fixed_unit = allowed.index(True)
-        if name == "all_analog" and allowed[a]:
-            out[g.name] = [a] * g.c_out
-            continue
-        if g.name not in free:
-            out[g.name] = [fixed_unit] * g.c_out
-            continue
-        analog_ok = allowed[a]
-        if name == "all_digital":
-            unit = d
-        elif name == "all_analog":
-            unit = a if analog_ok else fixed_unit
-        elif name == "io_digital":
-            unit = d if i in (0, len(geometry) - 1) or not analog_ok else a
-        else:  # min_latency and min_latency_max8
-            unit = a if cycles[i, a] < cycles[i, d] else d
-        if name == "min_latency_max8" and unit == a:
-            counts = torch.zeros(platform.num_units, dtype=torch.float64)
-            counts[a] = g.c_out
-            k = free_moves(g, platform, counts, a, d)
-            out[g.name] = [d] * k + [a] * (g.c_out - k)
+        if g.name in free:
+            out[g.name] = _layer_rule(rule, i, g, platform, whole)
+        elif (
+            rule[0] == "all_with_fixed" and platform.allowed_units(g)[platform.unit_index(rule[1])]
+        ):
+            out[g.name] = [platform.unit_index(rule[1])] * g.c_out
         else:
-            out[g.name] = [unit] * g.c_out
+            out[g.name] = [platform.fixed_unit_index(g)] * g.c_out
     return out
 
 
@@ -120,9 +164,3 @@ def baseline_mapping(
     """The named baseline as a `Mapping` (layers in execution order)."""
     layers = baseline_assignments(name, geometry, platform, searchable)
     return Mapping(platform.name, platform.unit_names, {k: tuple(v) for k, v in layers.items()})
-
-
-BASELINES: dict[str, Callable] = {
-    n: baseline_mapping
-    for n in ("all_digital", "all_analog", "io_digital", "min_latency", "min_latency_max8")
-}

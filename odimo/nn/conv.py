@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from odimo.hw.geometry import LayerGeometry
 from odimo.hw.platform import Platform
 from odimo.quant import WEIGHT_QUANTIZERS, Int16Bias, Uint7ActPact
 from odimo.quant.adc import AnalogReadout
@@ -72,7 +73,15 @@ class Conv2dBN(nn.Conv2d):
 
 
 class QuantConv2d(nn.Conv2d):
-    """Base of the quantized convs: per-unit weight quantizers, a 16-bit bias, a mix over units."""
+    """Base of the quantized convs: per-unit weight quantizers, a 16-bit bias, a mix over units.
+
+    Every unit quantizes `unit_float_weight(unit)` / `unit_float_bias(unit)`: the layer's own
+    weight and bias here; a layer whose units run different operators (`odimo.nn.operator_split`)
+    returns each unit's own float weight in this conv's shape.
+    """
+
+    #: True for layers whose channels choose an operator (recorded in their geometry).
+    operator_choice = False
 
     def __init__(
         self,
@@ -100,7 +109,21 @@ class QuantConv2d(nn.Conv2d):
             WEIGHT_QUANTIZERS[u.weight_format](out_channels) for u in platform.units
         )
         self.bias_quant = Int16Bias()
-        allowed = torch.tensor(platform.allowed_units(groups=groups))
+        shape = LayerGeometry(
+            "",
+            in_channels,
+            out_channels,
+            kernel_size,
+            kernel_size,
+            stride,
+            groups,
+            0,
+            0,
+            operator_choice=self.operator_choice,
+        )
+        allowed = torch.tensor(platform.allowed_units(shape))
+        #: The unit of this conv when nothing else decides (the platform's fixed-layer unit).
+        self.fixed_unit = platform.fixed_unit_index(shape)
         self.register_buffer("allowed", allowed.view(-1, 1), persistent=False)
         self.allowed_units = tuple(int(i) for i in torch.nonzero(allowed).flatten())
         #: The cheap unit's ADC read-out (`odimo.quant.adc`) when the platform has one on.
@@ -118,8 +141,22 @@ class QuantConv2d(nn.Conv2d):
     @torch.no_grad()
     def init_quantizers(self) -> None:
         """Initialise every unit's weight quantizer from the current float weight."""
-        for q in self.weight_quants:
-            q.init_from(self.weight)
+        for u, q in enumerate(self.weight_quants):
+            q.init_from(self.unit_float_weight(u))
+
+    def unit_float_weight(self, unit: int) -> Tensor:
+        """The float weight unit `unit` quantizes (this conv's shape)."""
+        return self.weight
+
+    def unit_float_bias(self, unit: int) -> Tensor:
+        """The float bias unit `unit` quantizes."""
+        return self.bias
+
+    @torch.no_grad()
+    def load_float(self, weight: Tensor, bias: Tensor, source: nn.Module) -> None:
+        """Take the (BatchNorm-folded) weight and bias of the float layer `source`."""
+        self.weight.copy_(weight)
+        self.bias.copy_(bias)
 
     def unit_weights(self) -> Tensor:
         """Per-channel weight of each unit [U, C_out] (soft probabilities or a one-hot mask)."""
@@ -146,7 +183,7 @@ class QuantConv2d(nn.Conv2d):
         """Fake-quantized weight and bias of one unit (all channels)."""
         wq = self.weight_quants[unit]
         step = wq.step() * self.input_quant.step()
-        return wq(self.weight), self.bias_quant(self.bias, step)
+        return wq(self.unit_float_weight(unit)), self.bias_quant(self.unit_float_bias(unit), step)
 
     def effective_weight_bias(self, units: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
         """W_eff[c] = Σ_u p[u,c]·Q_u(W)[c] and b_eff likewise (over `units`, default all)."""
@@ -191,8 +228,8 @@ class QuantConv2d(nn.Conv2d):
         """
         wq = self.weight_quants[unit]
         act_step = self.input_quant.step()
-        parts = wq.factored(self.weight)
-        codes = self.bias_quant.codes(self.bias, wq.step() * act_step)
+        parts = wq.factored(self.unit_float_weight(unit))
+        codes = self.bias_quant.codes(self.unit_float_bias(unit), wq.step() * act_step)
         wide = x.dtype == torch.float64  # a float64 network stays float64 throughout
         acc = torch.float64 if wide else self.accumulation_dtype(unit)
         out_dtype = torch.float64 if wide else torch.float32
@@ -357,8 +394,15 @@ class SearchConv2d(QuantConv2d):
         return self.hard
 
     def hard_assignment(self) -> Tensor:
-        """argmax over units of α (ties go to the lower index: digital first)."""
-        return self.alpha.detach().masked_fill(~self.allowed, float("-inf")).argmax(0)
+        """argmax over units of α; ties go to the platform's precise unit (if it may run this
+        conv), then to the lower index."""
+        logits = self.alpha.detach().masked_fill(~self.allowed, float("-inf"))
+        best = logits.argmax(0)
+        precise = self.platform.precise_unit_index()
+        if precise not in self.allowed_units:
+            return best
+        tie = logits[precise] >= logits.max(0).values
+        return torch.where(tie, torch.full_like(best, precise), best)
 
 
 class MappedConv2d(QuantConv2d):
@@ -370,7 +414,7 @@ class MappedConv2d(QuantConv2d):
     def __init__(self, *args, assignment: Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if assignment is None:
-            assignment = torch.zeros(self.out_channels, dtype=torch.long)
+            assignment = torch.full((self.out_channels,), self.fixed_unit, dtype=torch.long)
         self.register_buffer("assignment", torch.zeros(self.out_channels, dtype=torch.long))
         self.register_buffer(
             "mask", torch.zeros(self.platform.num_units, self.out_channels), persistent=False

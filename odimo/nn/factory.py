@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from odimo.hw.geometry import LayerGeometry
 from odimo.hw.platform import Platform
 from odimo.nn.conv import Conv2dBN, MappedConv2d, SearchConv2d
+from odimo.nn.operator_split import (
+    MappedOperatorConv2d,
+    OperatorChoiceConv2dBN,
+    SearchOperatorConv2d,
+)
 from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, Uint7ActPact
 
 FORMS = ("float", "search", "mapped")
@@ -47,6 +53,12 @@ class FloatOps:
         layer.searchable = searchable
         return layer
 
+    def choice_conv(self, channels: int, *, act: nn.Module, searchable: bool = True):
+        """A slot whose channels choose conv or depthwise (`odimo.nn.operator_split`)."""
+        layer = OperatorChoiceConv2dBN(channels)
+        layer.searchable = searchable
+        return layer
+
     def classifier(self, c_in: int, n: int, *, act: nn.Module, searchable: bool = True):
         layer = nn.Conv2d(c_in, n, 1, bias=True)
         layer.searchable = searchable
@@ -73,10 +85,10 @@ class QuantOps:
         self.form = "search" if search else "mapped"
 
     def input_act(self) -> nn.Module:
-        return Uint7ActPact(INPUT_CLIP)
+        return Uint7ActPact(INPUT_CLIP, bits=self.platform.activation_bits)
 
     def act(self) -> nn.Module:
-        return Uint7ActPact(ACT_CLIP)
+        return Uint7ActPact(ACT_CLIP, bits=self.platform.activation_bits)
 
     def conv(
         self,
@@ -89,12 +101,26 @@ class QuantOps:
         act: nn.Module,
         searchable: bool = True,
     ) -> nn.Module:
-        allowed = self.platform.allowed_units(groups=groups)
+        shape = LayerGeometry("", c_in, c_out, k, k, stride, groups, 0, 0)
+        allowed = self.platform.allowed_units(shape)
         kwargs = dict(platform=self.platform, input_quant=act)
         if self.search and searchable and sum(allowed) >= 2:
             layer = SearchConv2d(c_in, c_out, k, stride, groups, **kwargs)
         else:
             layer = MappedConv2d(c_in, c_out, k, stride, groups, **kwargs)
+        layer.searchable = searchable
+        return layer
+
+    def choice_conv(self, channels: int, *, act: nn.Module, searchable: bool = True):
+        """A slot whose channels choose conv or depthwise: searched if at least two units
+        of the platform can run it (the cluster and the DWE on Darkside)."""
+        shape = LayerGeometry("", channels, channels, 3, 3, 1, 1, 0, 0, operator_choice=True)
+        allowed = self.platform.allowed_units(shape)
+        kwargs = dict(platform=self.platform, input_quant=act)
+        if self.search and searchable and sum(allowed) >= 2:
+            layer = SearchOperatorConv2d(channels, channels, 3, 1, 1, **kwargs)
+        else:
+            layer = MappedOperatorConv2d(channels, channels, 3, 1, 1, **kwargs)
         layer.searchable = searchable
         return layer
 

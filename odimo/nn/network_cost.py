@@ -67,14 +67,27 @@ class NetworkCost:
         counts = cost.counts
         latency = float(cost.total_latency_cycles)
         energy = float(cost.total_energy_mw_cycles)
-        cheap = self.platform.cheap_unit_index()
-        return {
+        out = {
             "latency_cycles": latency,
             "latency_ms": float(self.platform.cycles_to_ms(latency)),
             "energy_mw_cycles": energy,
             "energy_uj": float(self.platform.mw_cycles_to_uj(energy)),
-            "analog_frac": float(counts[:, cheap].sum() / counts.sum()),
+            **unit_fractions(counts, self.platform),
         }
+        return out
+
+
+def unit_fractions(counts: Tensor, platform: Platform) -> dict[str, float]:
+    """Share of all channels on each unit (`frac_<unit>`), the cheap unit's (`cheap_frac`) and
+    the platform's aliases of them (DIANA: `analog_frac`)."""
+    total = counts.sum()
+    out = {
+        f"frac_{name}": float(counts[:, u].sum() / total)
+        for u, name in enumerate(platform.unit_names)
+    }
+    out["cheap_frac"] = out[f"frac_{platform.unit_names[platform.cheap_unit_index()]}"]
+    out.update({alias: out[key] for alias, key in platform.METRIC_ALIASES.items() if key in out})
+    return out
 
 
 class Regularizer:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from odimo.errors import ConfigError
 from odimo.nn.conv import MappedConv2d, QuantConv2d
 from odimo.quant import Int8WeightPow2, TernaryWeightPerChannel
 from odimo.quant.activation import pow2_exponent
@@ -104,8 +105,8 @@ def unit_quantization(layer: QuantConv2d, unit: int) -> UnitQuant:
     wq = layer.weight_quants[unit]
     act_step = layer.input_quant.step()
     bias_step = (wq.step() * act_step).detach()
-    bias_int = layer.bias_quant.integer(layer.bias.detach(), bias_step)
-    codes = wq.integer(layer.weight.detach())
+    bias_int = layer.bias_quant.integer(layer.unit_float_bias(unit).detach(), bias_step)
+    codes = wq.integer(layer.unit_float_weight(unit).detach())
     if isinstance(wq, Int8WeightPow2):  # s·q/127: s inside the conv (exact), /127 after
         return UnitQuant(
             codes, bias_int, bias_step, float(act_step), float(wq.range()), None, float(wq.levels)
@@ -114,7 +115,11 @@ def unit_quantization(layer: QuantConv2d, unit: int) -> UnitQuant:
         return UnitQuant(
             codes, bias_int, bias_step, float(act_step), 1.0, wq.scale().detach(), None
         )
-    raise TypeError(f"no integer form for weight quantizer {type(wq).__name__}")
+    unit_name = layer.platform.units[unit].name
+    raise ConfigError(
+        f"unit {unit_name}: weight format {layer.platform.units[unit].weight_format!r} "
+        f"({type(wq).__name__}) has no integer form for export"
+    )
 
 
 def copy_readout(

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from odimo.callbacks import FiniteLossGuard, load_module_state
 from odimo.errors import CheckpointError, ConfigError, TrainingDivergedError
+from odimo.hw import get_platform, platform_identity
 from odimo.io import (
     atomic_torch_save,
     config_fingerprint,
@@ -52,15 +53,17 @@ class ResumeGuard(L.Callback):
     uninterrupted one (the data order is a function of the epoch, see `EpochRandomSampler`).
     """
 
-    def __init__(self, fingerprint: str, phase: str):
+    def __init__(self, fingerprint: str, phase: str, platform: dict | None = None):
         self.fingerprint = fingerprint
         self.phase = phase
+        self.platform = platform  # the platform identity (name, constants, fingerprint)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         np_state = np.random.get_state()
         checkpoint["odimo"] = {
             "fingerprint": self.fingerprint,
             "phase": self.phase,
+            "platform": self.platform,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -235,7 +238,11 @@ def fit_phase(
         checkpoint,
         latest,
         FiniteLossGuard(cfg.callbacks.nonfinite_every),
-        ResumeGuard(fingerprint, phase),
+        ResumeGuard(
+            fingerprint,
+            phase,
+            platform_identity(get_platform(cfg.platform)) if "platform" in cfg else None,
+        ),
     ]
     if int(phase_cfg.patience) > 0:
         extra.append(EarlyStopping(module.monitor, mode="max", patience=int(phase_cfg.patience)))

@@ -12,11 +12,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from odimo.callbacks.media import plot_mapping
-from odimo.hw import GeometryTable
+from odimo.hw import GeometryTable, platform_identity
 from odimo.io import atomic_write_text, is_rank_zero
 from odimo.lit.chip import NOISE_DRAWS, chip_metrics
 from odimo.nn import NetworkCost
-from odimo.nn.baselines import BASELINES, baseline_mapping
+from odimo.nn.baselines import baseline_mapping, baseline_names
 from odimo.nn.mapping import model_mapping
 from odimo.pipeline.fit import eval_trainer
 
@@ -49,12 +49,12 @@ def evaluate(cfg: DictConfig, module: L.LightningModule, datamodule) -> dict[str
 
 
 def reference_costs(network: NetworkCost) -> dict[str, dict[str, float]]:
-    """Hard latency and energy of the five baseline mappings of the same network."""
+    """Hard latency and energy of the platform's baseline mappings of the same network."""
     platform, geometry = network.platform, network.geometry
     table = GeometryTable(geometry, dtype=torch.float64)
     free = [n for n, layer in zip(network.names, network.layers) if layer.searchable]
     out = {}
-    for name in BASELINES:
+    for name in baseline_names(platform):
         mapping = baseline_mapping(name, geometry, platform, free)
         cost = platform.evaluate(mapping.counts_tensor(network.names), table)
         latency, energy = float(cost.total_latency_cycles), float(cost.total_energy_mw_cycles)
@@ -83,6 +83,7 @@ def final_metrics(
         "strength": float(cfg.strength) if kind == "search" else 0.0,
         "seed": int(cfg.seed),
         "phases": [str(p) for p in cfg.phases],
+        "platform": platform_identity(platform),
     }
     metrics.update({f"final/{k}": v for k, v in scores.items()})
     if kind != "float":
@@ -95,8 +96,8 @@ def final_metrics(
                 "final/cost/latency_hard_ms": cost["latency_ms"],
                 "final/cost/energy_hard_mw_cycles": cost["energy_mw_cycles"],
                 "final/cost/energy_hard_uj": cost["energy_uj"],
-                "final/arch/analog_frac": cost["analog_frac"],
-                "cheap_unit": platform.cheap_unit,
+                **{f"final/arch/{k}": v for k, v in cost.items() if "frac" in k},
+                "cheap_unit": platform.unit_names[platform.cheap_unit_index()],
                 "reference": reference_costs(network),
             }
         )
@@ -217,7 +218,7 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
             f"  {'latency (ms)':30s} {metrics['final/cost/latency_hard_ms']:.4f}   "
             f"energy (µJ) {metrics['final/cost/energy_hard_uj']:.4f}   "
             f"{metrics.get('cheap_unit', 'analog')} channels "
-            f"{100 * metrics['final/arch/analog_frac']:.1f} %"
+            f"{100 * metrics['final/arch/cheap_frac']:.1f} %"
         )
         if "final/target/value" in metrics:
             value, unit = metrics["final/target/value"], metrics["final/target/unit"]

@@ -11,7 +11,7 @@ import json
 import statistics
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from odimo.errors import ConfigError, OdimoError
 from odimo.hw import get_platform, with_analog
@@ -67,7 +67,12 @@ def run(cfg: DictConfig) -> dict:
     """Time the float, search and fine-tune steps interleaved; print a table and a JSON line."""
     device = resolve_device(cfg.device)
     model = cfg.model.name if isinstance(cfg.model, DictConfig) else str(cfg.model)
-    spec = resolve_spec(str(model), cfg.get("input_size"), cfg.get("num_classes"))
+    options = (
+        {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+        if isinstance(cfg.model, DictConfig)
+        else {}
+    )
+    spec = resolve_spec(str(model), cfg.get("input_size"), cfg.get("num_classes"), options)
     batch_size, steps = int(cfg.batch), int(cfg.steps)
     warmup = int(cfg.warmup_steps)
     if batch_size < 1 or steps < 1 or warmup < 0:
@@ -79,12 +84,19 @@ def run(cfg: DictConfig) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
-    chip = get_platform(str(cfg.get("platform", "diana")))
+    chip = get_platform(cfg.platform)
     platform = with_analog(chip, None)  # the plain variants: exact analog sums
     if chip.analog is None or not chip.analog.enabled:
         chip = None
     variants, cost_step = build_variants(
-        spec, platform, str(cfg.reg), float(cfg.strength), device, channels_last, chip
+        spec,
+        platform,
+        str(cfg.reg),
+        float(cfg.strength),
+        device,
+        channels_last,
+        chip,
+        str(cfg.get("finetune_mapping") or "min_latency_max8"),
     )
     names = VARIANTS + (CHIP_VARIANTS if chip is not None else ())
     seconds, notes = time_steps(

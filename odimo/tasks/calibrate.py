@@ -19,10 +19,15 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from odimo.calibration.fit import evaluate, fit_platform, predictions, read_measurements
+from odimo.calibration.fit import (
+    evaluate,
+    fit_platform,
+    kfold_errors,
+    predictions,
+    read_measurements,
+)
 from odimo.errors import ConfigError
-from odimo.hw import get_platform, platform_to_config
-from odimo.hw.config import PLATFORM_CONF_DIR
+from odimo.hw import get_platform, platform_to_config, user_platform_dir
 from odimo.io import atomic_write_text, write_csv
 
 
@@ -84,6 +89,13 @@ def _print(report: dict[str, Any]) -> None:
         if v != prior:
             print(f"{k:28s} {prior:12.5g} {v:12.5g}")
     for what in ("latency", "energy"):
+        if what in report["held_out"]:
+            r = report["held_out"][what]
+            print(
+                f"{what:8s} held-out   median err {100 * r['median_rel_error']:6.2f} %  "
+                f"p90 {100 * r['p90_rel_error']:6.2f} %  spearman {r['spearman']:.4f}  "
+                f"({report['held_out']['folds']}-fold by layer group)"
+            )
         if what not in report["prior"]:
             continue
         for label in ("prior", "calibrated"):
@@ -100,9 +112,9 @@ def _print(report: dict[str, Any]) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Fit, evaluate and write the calibrated platform; return the report."""
     measurements, name, out_dir = _options(cfg)
-    prior = get_platform(str(cfg.platform))
-    if not hasattr(prior, "cycle_terms"):
-        raise ConfigError(f"platform {prior.name} has no calibration terms")
+    prior = get_platform(cfg.platform)
+    if not prior.calibratable:
+        raise ConfigError(f"platform {prior.name} declares no calibration terms")
     data = read_measurements(measurements, prior)
     calibrated = fit_platform(prior, data, name)
     report = {
@@ -116,6 +128,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         },
         "prior": evaluate(prior, data),
         "calibrated": evaluate(calibrated, data),
+        "held_out": kfold_errors(prior, data, int(cfg.get("folds", 5))),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     note = f"{name}: {prior.name} calibrated on {measurements.name} ({len(data.geometry)} rows)"
@@ -123,7 +136,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     paths = {"platform_yaml": write_platform_yaml(out_dir / f"{name}.yaml", config, note)}
     if cfg.install:
         paths["installed_yaml"] = write_platform_yaml(
-            PLATFORM_CONF_DIR / f"{name}.yaml", config, note
+            user_platform_dir() / f"{name}.yaml", config, note
         )
     paths["calibration_json"] = out_dir / "calibration.json"
     paths["predictions_csv"] = out_dir / "predictions.csv"
@@ -131,14 +144,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_text(paths["calibration_json"], json.dumps(clean, indent=1) + "\n")
     _predictions_csv(paths["predictions_csv"], data, prior, calibrated)
     _print(report)
-    where = "conf/platform" if cfg.install else str(out_dir)
+    where = user_platform_dir() if cfg.install else out_dir
     print(
         f"wrote {name}.yaml to {where}"
-        + (
-            ""
-            if cfg.install
-            else f" (install=true copies it to conf/platform/ for train.py platform={name})"
-        )
+        + ("" if cfg.install else f" (install=true copies it to {user_platform_dir()})")
     )
     report["paths"] = {k: str(v) for k, v in paths.items()}
     return report

@@ -122,6 +122,7 @@ def parse_options(cfg: DictConfig) -> CascadeOptions:
         split_seed=seed,
         lookup=NetCost(*(_number(cfg.lookup, k, 0.0, math.inf) for k in COST_METRICS)),
         out_dir=_out_dir(cfg),
+        mix_platforms=bool(cfg.get("mix_platforms", False)),
     )
 
 

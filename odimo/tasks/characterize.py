@@ -35,7 +35,7 @@ from odimo.characterization.requests import Request, Work, plan_network
 from odimo.characterization.timing import host_info
 from odimo.errors import ConfigError
 from odimo.hw import load_platform
-from odimo.nn.baselines import BASELINES
+from odimo.nn.baselines import baseline_names
 from odimo.spaces import get_law
 
 
@@ -75,9 +75,6 @@ def _names(value: Any, key: str) -> list[str]:
 
 def resolve_targets(names: list[str], mappings: list[str]) -> dict[str, Any]:
     """Host devices (timed, value None) and cost-model platforms by name."""
-    unknown = [m for m in mappings if m not in BASELINES]
-    if unknown:
-        raise ConfigError(f"unknown mapping {unknown[0]!r} (choose from: {', '.join(BASELINES)})")
     targets: dict[str, Any] = {}
     for name in names:
         if name in HOST_DEVICES:
@@ -86,6 +83,13 @@ def resolve_targets(names: list[str], mappings: list[str]) -> dict[str, Any]:
             targets[name] = None
         else:
             targets[name] = load_platform(name)
+            offered = baseline_names(targets[name])
+            unknown = [m for m in mappings if m not in offered]
+            if unknown:
+                raise ConfigError(
+                    f"unknown mapping {unknown[0]!r} for platform {name} "
+                    f"(choose from: {', '.join(offered)})"
+                )
     return targets
 
 

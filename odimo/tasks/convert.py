@@ -20,7 +20,7 @@ def run(cfg: DictConfig) -> list[dict]:
     """One row per (arch, size); the Markdown table on stdout, the rows as JSON in `output`.
 
     `all_cnns=true`: one row per CNN classifier of torchvision instead (`odimo.convert.zoo`)."""
-    platform = get_platform(str(cfg.platform))
+    platform = get_platform(cfg.platform)
     if cfg.all_cnns:
         zoo = cfg.zoo
         rows = zoo_table(

@@ -11,21 +11,21 @@ from omegaconf import DictConfig
 from odimo.hw import get_platform, record_geometry
 from odimo.io import atomic_write_text
 from odimo.models import build_model, model_spec, searchable_names
-from odimo.nn.baselines import BASELINES, baseline_mapping
+from odimo.nn.baselines import baseline_mapping, baseline_names
 from odimo.nn.mapping import Mapping
 from odimo.nn.report import cost_report, format_report
 
 
 def resolve_mapping(choice: str, geometry, platform, searchable) -> tuple[Mapping, str]:
     """A baseline name or a mapping JSON path -> (mapping, label)."""
-    if choice in BASELINES:
+    if choice in platform.baselines():
         return baseline_mapping(choice, geometry, platform, searchable), choice
     if not choice.endswith(".json") and not Path(choice).exists():
         from odimo.errors import MappingError
 
         raise MappingError(
             f"unknown mapping {choice!r}: give a baseline "
-            f"({', '.join(BASELINES)}) or the path of a mapping JSON"
+            f"({', '.join(baseline_names(platform))}) or the path of a mapping JSON"
         )
     return Mapping.load(choice), str(choice)
 

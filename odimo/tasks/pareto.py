@@ -9,7 +9,7 @@ selection.json, budgets.csv, pareto_latency.png, pareto_energy.png.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +25,7 @@ from odimo.analysis.sweep_fronts import (
     FRONTS,
     analyse_sweep,
     job_rows,
+    platform_groups,
     sweep_selection,
 )
 from odimo.errors import ConfigError, OdimoError
@@ -231,7 +232,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("catalogue"):  # any table of records instead of a sweep (IoTnets catalogues)
         return run_catalogue(cfg)
     opts = parse_options(cfg)
-    wandb = _import_wandb() if opts.logger == "wandb" else None
     scan = scan_sweep(opts.sweep_dir)
     if not scan.jobs:
         detail = ", ".join(f"{n} {r}" for r, n in sorted(scan.skip_counts().items())) or "none"
@@ -239,8 +239,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"no finished jobs under {opts.sweep_dir} (looked for metrics.json with a DONE marker "
             f"up to {MAX_JOB_DEPTH} levels down; skipped: {detail})"
         )
+    groups = platform_groups(scan.jobs)
+    if len(groups) > 1 and not cfg.get("group_by_platform", False):
+        raise OdimoError(
+            f"the sweep's jobs were costed on {len(groups)} platforms ({', '.join(groups)}): "
+            "one front would mix cost models; group_by_platform=true builds one per platform"
+        )
+    if len(groups) > 1:
+        return {
+            key: analyse_jobs(
+                replace(opts, out_dir=opts.out_dir / key.replace("@", "_")),
+                replace(scan, jobs=jobs),
+                with_cascades=False,
+            )
+            for key, jobs in groups.items()
+        }
+    return analyse_jobs(opts, scan)
+
+
+def analyse_jobs(opts: ParetoOptions, scan: SweepScan, with_cascades: bool = True) -> dict:
+    """Fronts, selection, budgets, plots and the table of the finished jobs of `scan`."""
+    wandb = _import_wandb() if opts.logger == "wandb" else None
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
     # cascades of two of the sweep's networks (tasks/cascade.py outputs inside the sweep dir)
-    rows = job_rows(scan.jobs + scan_cascades(opts.sweep_dir), opts.sweep_dir)
+    cascades = scan_cascades(opts.sweep_dir) if with_cascades else []
+    rows = job_rows(scan.jobs + cascades, opts.sweep_dir)
     fronts = analyse_sweep(rows, opts.k, opts.budgets, opts.hv_refs)
     outputs: dict[str, Any] = write_outputs(opts, rows, fronts)
     outputs.update(

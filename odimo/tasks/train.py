@@ -8,7 +8,7 @@ Run folder (`paths.run_dir`; docs/run.md lists it with the warm-up cache)::
     fingerprint.json       hash of the config keys that change results
     warmup.json            where the cached float warm-up lives
     search/                checkpoints/{best,last}.ckpt, csv/version_*/metrics.csv, layers.csv,
-                           analog_heatmap.png, candidates/{index.json,epoch=<n>.pt},
+                           cheap_heatmap.png, candidates/{index.json,epoch=<n>.pt},
                            handover.json, target.json (target mode), result.pt, DONE
     finetune/ | baseline/  checkpoints/{best,last}.ckpt, csv/version_*/metrics.csv, result.pt, DONE
     mapping.json           the frozen mapping (mapping JSON format)

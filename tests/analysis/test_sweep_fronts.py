@@ -21,7 +21,7 @@ def _job(label, kind, strength, val, lat, energy, sweep=Path("/s")):
         "final/cost/latency_hard_ms": lat,
         "final/cost/latency_hard_cycles": lat * 260e3,
         "final/cost/energy_hard_uj": energy,
-        "final/arch/analog_frac": 0.5,
+        "final/arch/cheap_frac": 0.5,
         "job_dir": str(sweep / label),
     }
 

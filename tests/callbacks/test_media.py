@@ -51,7 +51,7 @@ def test_search_and_finetune_send_tables_and_pictures(tmp_path, recorder):
     keys = [(phase, key) for phase, key, _ in recorder]
     # one layer table per search epoch, then the heat-map and the handed-over mapping
     assert keys.count(("search", "arch/layers")) == 2
-    for key in ("arch/analog_heatmap", "arch/mapping", "arch/mapping_bars"):
+    for key in ("arch/cheap_heatmap", "arch/mapping", "arch/mapping_bars"):
         assert keys.count(("search", key)) == 1, key
     assert ("finetune", "arch/mapping") in keys and ("finetune", "arch/mapping_bars") in keys
     assert not [k for k in keys if k[0] == "warmup"]
@@ -61,7 +61,7 @@ def test_search_and_finetune_send_tables_and_pictures(tmp_path, recorder):
         "layer",
         "ch_digital",
         "ch_analog",
-        "analog_frac_soft",
+        "cheap_frac_soft",
     ]
     assert [len(t["data"]) for t in layers] == [22, 22]
     assert {row[0] for row in layers[1]["data"]} == {1}
@@ -105,7 +105,7 @@ def test_heatmap_spans_a_resumed_search(tmp_path):
     history = logger.heatmap_history()
     assert [e for e, _ in history] == [0, 1]
     assert history[1][1] == [0.25] * len(rows)
-    assert logger.plot_heatmap().name == "analog_heatmap.png"
+    assert logger.plot_heatmap().name == "cheap_heatmap.png"
 
 
 def test_wandb_offline_run_holds_the_media(tmp_path, monkeypatch):
@@ -122,7 +122,7 @@ def test_wandb_offline_run_holds_the_media(tmp_path, monkeypatch):
     assert list((media / "table" / "arch").glob("layers_*.table.json"))
     assert list((media / "table" / "arch").glob("mapping_*.table.json"))
     images = {p.name.split("_")[0] for p in (media / "images" / "arch").glob("*.png")}
-    assert {"analog", "mapping"} <= images
+    assert {"cheap", "mapping"} <= images
     # the run record carries the sweep's group; the fine-tune is a run of its own
     record = next(runs[0].glob("run-*.wandb")).read_bytes()
     assert b"grp" in record

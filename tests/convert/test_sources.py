@@ -9,12 +9,15 @@ import torch
 import torchvision
 
 from odimo.errors import CheckpointError, ConfigError
-from odimo.hw import record_geometry
+from odimo.hw import get_platform, record_geometry
 from odimo.models import ModelSpec, build_model, searchable_names
-from odimo.nn.baselines import BASELINES, baseline_mapping
+from odimo.nn.baselines import baseline_mapping
 from odimo.nn.report import cost_report
 from odimo.quant import Uint7ActPact
 from tests.convert.nets import PlainResNet20
+
+#: DIANA's baselines (the default platform).
+BASELINES = tuple(get_platform("diana").baselines())
 
 RES20_TARGET = "tests.convert.nets:resnet20"
 

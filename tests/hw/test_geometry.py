@@ -23,6 +23,7 @@ def test_layer_geometry_grouped_flag_and_dict():
         "groups": 8,
         "o_x": 12,
         "o_y": 12,
+        "operator_choice": False,
     }
 
 

@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from odimo.errors import ConfigError
-from odimo.hw import GeometryTable
+from odimo.hw import GeometryTable, get_platform
 from odimo.models import build_model, searchable_names
-from odimo.nn.baselines import BASELINES, baseline_assignments, baseline_mapping
+from odimo.nn.baselines import baseline_assignments, baseline_mapping
 from tests.reference import REFERENCE_SPECS, RefCost
+
+#: DIANA's baselines (the default platform).
+BASELINES = tuple(get_platform("diana").baselines())
 
 DIGITAL, ANALOG = 0, 1
 NETS = ("res20", "res18", "mbv1")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from odimo.errors import ConfigError
-from odimo.hw import GeometryTable
+from odimo.hw import GeometryTable, get_platform
 from odimo.models import build_model, searchable_names
 from odimo.nn import (
     ALPHA_INIT,
@@ -22,8 +22,11 @@ from odimo.nn import (
     make_regularizer,
     search_layers,
 )
-from odimo.nn.baselines import BASELINES, baseline_mapping
+from odimo.nn.baselines import baseline_mapping
 from tests.reference import REFERENCE_SPECS, RefCost
+
+#: DIANA's baselines (the default platform).
+BASELINES = tuple(get_platform("diana").baselines())
 
 NETS = ("res20", "res18", "mbv1")
 

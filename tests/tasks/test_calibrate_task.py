@@ -16,7 +16,7 @@ from odimo.errors import ConfigError, OdimoError
 from odimo.hw import get_platform
 from odimo.hw.config import PLATFORM_CONF_DIR
 from odimo.tasks.calibrate import run
-from tests.tasks.helpers import CONF, REPO, train_cfg
+from tests.tasks.helpers import CONF, REPO
 
 
 def cfg(*overrides):
@@ -49,21 +49,46 @@ def test_entry_point_recovers_the_constants_and_writes_a_platform_yaml(tmp_path)
     assert "spearman" in res.stdout and "regret" in res.stdout
 
 
-def test_installed_platform_is_what_train_py_platform_name_uses(tmp_path):
+def test_installed_platform_goes_to_the_user_config_and_train_py_finds_it(tmp_path, monkeypatch):
+    user = tmp_path / "user_conf"
+    monkeypatch.setenv("ODIMO_CONFIG_DIR", str(user))
     table = write_rows(tmp_path / "m.csv", synthetic_rows(layers=60, noise=0.0))
     name = f"test_cal_{uuid.uuid4().hex[:8]}"
-    try:
-        report = run(
-            cfg(f"measurements={table}", f"name={name}", "install=true", f"output_dir={tmp_path}")
-        )
-        fitted = report["constants"]["calibrated"]["analog_pass_cycles"]
-        assert fitted == pytest.approx(TRUE_CONSTANTS.analog_pass_cycles, rel=1e-9)
-        platform = get_platform(train_cfg(tmp_path, f"platform={name}").platform)
-        assert platform.name == name
-        assert platform.constants.analog_pass_cycles == pytest.approx(fitted, rel=1e-12)
-        assert get_platform(name).constants == platform.constants  # by name: load_mapped's path
-    finally:
-        (PLATFORM_CONF_DIR / f"{name}.yaml").unlink(missing_ok=True)
+    report = run(
+        cfg(f"measurements={table}", f"name={name}", "install=true", f"output_dir={tmp_path}")
+    )
+    fitted = report["constants"]["calibrated"]["analog_pass_cycles"]
+    assert fitted == pytest.approx(TRUE_CONSTANTS.analog_pass_cycles, rel=1e-9)
+    assert (user / "platform" / f"{name}.yaml").is_file()
+    assert not (PLATFORM_CONF_DIR / f"{name}.yaml").exists()  # never into the package
+    assert get_platform(name).constants.analog_pass_cycles == pytest.approx(fitted, rel=1e-12)
+    res = subprocess.run(
+        [sys.executable, "train.py", f"platform={name}", "--cfg", "job"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    platform = get_platform(yaml.safe_load(res.stdout)["platform"])
+    assert platform.name == name
+    assert platform.constants.analog_pass_cycles == pytest.approx(fitted, rel=1e-12)
+
+
+def test_held_out_error_is_by_layer_group_and_exact_on_noise_free_data(tmp_path):
+    table = write_rows(tmp_path / "m.csv", synthetic_rows(layers=40, noise=0.0))
+    report = run(cfg(f"measurements={table}", f"output_dir={tmp_path}", "folds=4"))
+    held = report["held_out"]
+    assert held["folds"] == 4 and held["groups"] == 40
+    assert held["latency"]["median_rel_error"] < 1e-9  # the model family holds the true chip
+    noisy = write_rows(tmp_path / "n.csv", synthetic_rows(layers=40, noise=0.1, seed=3))
+    report = run(cfg(f"measurements={noisy}", f"output_dir={tmp_path}", "folds=4"))
+    # fitted on other layers, a held-out layer is predicted worse than in-sample
+    assert (
+        report["held_out"]["latency"]["median_rel_error"]
+        > report["calibrated"]["latency"]["median_rel_error"] * 0.9
+    )
 
 
 def test_missing_fields_and_bad_settings_are_clear_errors(tmp_path):

@@ -45,6 +45,7 @@ REPORT_LAYER_KEYS = {
     "groups",
     "o_x",
     "o_y",
+    "operator_choice",
     "ch_digital",
     "ch_analog",
     "cycles_digital",

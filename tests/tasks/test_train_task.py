@@ -60,7 +60,7 @@ def test_search_and_finetune_write_every_output(tmp_path):
         "mapping.json",
         "final/model.pt",
         "search/layers.csv",
-        "search/analog_heatmap.png",
+        "search/cheap_heatmap.png",
         "mapping_bars.png",
         "search/checkpoints/last.ckpt",
         "search/checkpoints/best.ckpt",
