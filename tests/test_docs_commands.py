@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,29 +117,9 @@ def test_the_docs_show_commands_of_every_entry_point() -> None:
     assert len(COMMANDS) >= 40
 
 
-def _platform_key_clash(config: str, overrides: list[str]) -> bool:
-    """`platform=` given to a task whose `platform` is a plain key, not a group of its defaults
-    list: Hydra reads it as a group override (conf/platform/ exists) and refuses it, on the
-    command line as here. Known today for the tasks other than train.py."""
-    own = OmegaConf.load(CONF / f"{config}.yaml")
-    groups = {str(k) for d in own.get("defaults", []) if OmegaConf.is_dict(d) for k in d}
-    given = any(w.startswith("platform=") for w in overrides)
-    return given and "platform" in own and "platform" not in groups
-
-
 def _param(ident: str, name: str, words: list[str]):
-    """A test case; a known `platform=` clash is an expected failure that must keep failing
-    (strict), so the mark goes as soon as the task takes `platform` as a group."""
-    marks = []
-    if _platform_key_clash(name, words):
-        marks = [
-            pytest.mark.xfail(
-                raises=ConfigCompositionException,
-                strict=True,
-                reason="platform= is a group override only train.py accepts today",
-            )
-        ]
-    return pytest.param(name, words, id=ident, marks=marks)
+    """A test case named after the page and the command."""
+    return pytest.param(name, words, id=ident)
 
 
 @pytest.mark.parametrize(

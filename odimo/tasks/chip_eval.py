@@ -32,9 +32,9 @@ def run(cfg: DictConfig) -> dict:
     run_dir = Path(str(cfg.run_dir))
     if cfg.get("threads") is not None:
         torch.set_num_threads(int(cfg.threads))
-    chip = get_platform(str(cfg.platform))
+    chip = get_platform(cfg.platform)
     if chip.analog is None or not chip.analog.enabled:
-        raise ConfigError(f"platform {cfg.platform!r} has no analog read-out (analog.adc)")
+        raise ConfigError(f"platform {chip.name!r} has no analog read-out (platform.analog.adc)")
     mapped, _, _ = load_mapped(run_dir / "final" / "model.pt")
     run_cfg = load_run_config(run_dir)
     datamodule = instantiate(run_cfg.dataset.datamodule)
