@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from odimo.pipeline.job import MAX_JOB_DIR_BYTES, job_dir_name
-from tests.tasks.helpers import REPO
+from tests.tasks.helpers import DIGITS_8X8, REPO
 
 
 def test_short_names_are_the_overrides_and_long_ones_a_stable_distinct_hash():
@@ -27,6 +27,7 @@ def test_a_sweep_with_long_overrides_runs_in_hashed_folders(tmp_path):
     """Overrides that add up to more than 255 bytes (a file system's limit) used to crash."""
     long = [
         "debug=default",
+        DIGITS_8X8,
         "phases=[warmup]",
         "dataset.datamodule.limit_train=128",
         "dataset.datamodule.eval_batch_size=512",

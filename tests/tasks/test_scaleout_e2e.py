@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from odimo.io import job_lock
-from tests.tasks.helpers import REPO
+from tests.tasks.helpers import DIGITS_8X8, REPO
 
 #: Tiny jobs: 128 training images (2 batches), eager quantizer kernels (no compile time).
 TINY = [
     "debug=default",
+    DIGITS_8X8,
     "dataset.datamodule.limit_train=128",
     "dataset.datamodule.eval_batch_size=512",
     "fused_quant=false",
