@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from odimo.export.reference import with_quant_layers_replaced
 from odimo.nn.conv import QuantConv2d
-from odimo.nn.mapping import quant_layers
 from odimo.nn.split import unit_quantization
 
 #: Images per im2col block (bounds the int64 column matrix's memory).
@@ -161,8 +161,4 @@ def float_layers(reference: nn.Module) -> list[str]:
 @torch.no_grad()
 def integer_reference(mapped_model: nn.Module) -> nn.Module:
     """A CPU copy of a mapped model whose quantized convs compute in int64 (module doc)."""
-    ref = copy.deepcopy(mapped_model).cpu().eval()
-    for name, layer in quant_layers(ref).items():
-        parent, _, child = name.rpartition(".")
-        setattr(ref.get_submodule(parent) if parent else ref, child, IntegerConv(layer))
-    return ref
+    return with_quant_layers_replaced(mapped_model, IntegerConv)

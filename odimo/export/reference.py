@@ -72,14 +72,20 @@ class ExactMappedConv(nn.Module):
         )
 
 
-@torch.no_grad()
-def exact_reference(mapped_model: nn.Module) -> nn.Module:
-    """A float64 CPU copy of a mapped model that computes its exact-arithmetic outputs."""
+def with_quant_layers_replaced(mapped_model: nn.Module, wrap) -> nn.Module:
+    """A CPU eval-mode copy of a mapped model whose quantized convs are replaced by `wrap(layer)`
+    (the exact float64 and the int64 references are both built this way)."""
     ref = copy.deepcopy(mapped_model).cpu().eval()
     for name, layer in quant_layers(ref).items():
         parent, _, child = name.rpartition(".")
-        setattr(ref.get_submodule(parent) if parent else ref, child, ExactMappedConv(layer))
-    ref = ref.double()
+        setattr(ref.get_submodule(parent) if parent else ref, child, wrap(layer))
+    return ref
+
+
+@torch.no_grad()
+def exact_reference(mapped_model: nn.Module) -> nn.Module:
+    """A float64 CPU copy of a mapped model that computes its exact-arithmetic outputs."""
+    ref = with_quant_layers_replaced(mapped_model, ExactMappedConv).double()
     for m in ref.modules():
         if isinstance(m, Uint7ActPact):
             m.register_forward_pre_hook(snap_ties)

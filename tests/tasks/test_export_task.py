@@ -73,6 +73,7 @@ def _fake_run(run_dir: Path) -> dict:
     apply_mapping(model, Mapping(platform.name, platform.unit_names, layers))
     save_mapped(run_dir / "final" / "model.pt", model, platform)
     dataset = OmegaConf.load(ROOT / "conf" / "dataset" / "digits.yaml")
+    dataset.datamodule.size = 8  # the digits at their original size, as the model above
     cfg = OmegaConf.create(
         {"seed": 0, "platform": "diana", "model": {"name": "res20"}, "dataset": dataset}
     )
