@@ -50,7 +50,10 @@ def last_search_epoch(run_dir) -> dict:
 
 
 def test_short_search_ends_with_a_small_soft_hard_gap(shared):
-    search_only(shared, "gap", "strength=1e-5")
+    """The schedule ends near one-hot: at T = 1e-3 the soft mixture is the argmax network. The
+    bound is the exact-sum arithmetic's: with the 6-bit read-out a channel still mixed at the
+    end differs more between its units (measured 0.6-1.7 pt on this 512-image run)."""
+    search_only(shared, "gap", "strength=1e-5", "platform.analog.adc=null")
     last = last_search_epoch(shared / "gap")
     assert float(last["arch/temperature"]) == pytest.approx(1e-3, rel=0.05)
     assert abs(float(last["val/acc_soft"]) - float(last["val/acc_hard"])) <= 0.01
