@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Config fingerprints: a hash of everything in a config that changes a result.
 
-One helper for every notion of "already done": a job's folder, a cached warm-up and a
+One function for every notion of "already done": a job's folder, a cached warm-up and a
 characterization record each store the fingerprint of what produced them, and a request with
 another fingerprint is computed again (or refused with the keys that differ).
 """
