@@ -63,16 +63,40 @@ def _print_table(label: str, batch_size: int, device, steps: int, seconds, speed
     print(format_table(rows))
 
 
+def _spec(cfg: DictConfig):
+    """The benchmarked network: `model=<group option>` (its keys are options) or a name."""
+    if not isinstance(cfg.model, DictConfig):
+        return resolve_spec(str(cfg.model), cfg.get("input_size"), cfg.get("num_classes"), {})
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    name = str(options.pop("name"))
+    return resolve_spec(name, cfg.get("input_size"), cfg.get("num_classes"), options)
+
+
+def _result(img_s, names, cost_ratio, device, spec, batch_size: int, steps: int) -> dict:
+    """The JSON line of the benchmark: throughputs, ratios to the float step, the setting."""
+    return {
+        "float_img_s": round(img_s["float"], 2),
+        "search_img_s": round(img_s["search"], 2),
+        "finetune_img_s": round(img_s["finetune"], 2),
+        "search_ratio": round(img_s["search"] / img_s["float"], 4),
+        "finetune_ratio": round(img_s["finetune"] / img_s["float"], 4),
+        **{f"{n}_ratio": round(img_s[n] / img_s["float"], 4) for n in names[len(VARIANTS) :]},
+        "cost_ratio": round(cost_ratio, 5),
+        "device": device.type,
+        "model": spec.name,
+        "input_size": list(spec.input_size),
+        "batch": batch_size,
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+        "fused_quant": fused.fused_enabled() and not fused.compiled_signatures_failed(),
+        "torch": torch.__version__,
+    }
+
+
 def run(cfg: DictConfig) -> dict:
     """Time the float, search and fine-tune steps interleaved; print a table and a JSON line."""
     device = resolve_device(cfg.device)
-    model = cfg.model.name if isinstance(cfg.model, DictConfig) else str(cfg.model)
-    options = (
-        {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
-        if isinstance(cfg.model, DictConfig)
-        else {}
-    )
-    spec = resolve_spec(str(model), cfg.get("input_size"), cfg.get("num_classes"), options)
+    spec = _spec(cfg)
     batch_size, steps = int(cfg.batch), int(cfg.steps)
     warmup = int(cfg.warmup_steps)
     if batch_size < 1 or steps < 1 or warmup < 0:
@@ -110,25 +134,8 @@ def run(cfg: DictConfig) -> dict:
     cost_ratio = speeds["cost_ratio"]
     _print_table(f"{spec.name} {list(spec.input_size)}", batch_size, device, steps, seconds, speeds)
 
-    result = {
-        "float_img_s": round(img_s["float"], 2),
-        "search_img_s": round(img_s["search"], 2),
-        "finetune_img_s": round(img_s["finetune"], 2),
-        "search_ratio": round(img_s["search"] / img_s["float"], 4),
-        "finetune_ratio": round(img_s["finetune"] / img_s["float"], 4),
-        **{f"{n}_ratio": round(img_s[n] / img_s["float"], 4) for n in names[len(VARIANTS) :]},
-        "cost_ratio": round(cost_ratio, 5),
-        "device": device.type,
-        "model": spec.name,
-        "input_size": list(spec.input_size),
-        "batch": batch_size,
-        "steps": steps,
-        "threads": torch.get_num_threads(),
-        "compile": compile_,
-        "channels_last": channels_last,
-        "fused_quant": fused.fused_enabled() and not fused.compiled_signatures_failed(),
-        "torch": torch.__version__,
-    }
+    result = _result(img_s, names, cost_ratio, device, spec, batch_size, steps)
+    result.update(compile=compile_, channels_last=channels_last)
     if cfg.get("output"):
         atomic_write_text(cfg.output, json.dumps(result, indent=1) + "\n")
         print(f"wrote {cfg.output}")
