@@ -17,13 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from odimo.errors import CheckpointError, ConfigError
 from odimo.export.integer_onnx import export_integer_onnx
 from odimo.export.integer_reference import float_layers, integer_reference
 from odimo.export.onnx import ONNX_OPSET, onnx_session, run_onnx
-from odimo.export.run import load_run_config, load_test_batch
+from odimo.export.run import load_finished_run
 from odimo.io import atomic_write_text
-from odimo.models import load_mapped
 
 
 def export_integer_run(
@@ -35,13 +33,7 @@ def export_integer_run(
 ) -> dict[str, Any]:
     """Export `run_dir`'s network as integerised ONNX and compare it (see module doc)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run dir {run_dir} does not exist")
-    if batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {batch}")
-    model, platform, _ = load_mapped(run_dir / "final" / "model.pt")
-    model.eval()
-    x, y = load_test_batch(load_run_config(run_dir), batch)
+    model, platform, _, _, x, y = load_finished_run(run_dir, batch)
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     path = out / "model_integer.onnx"

@@ -37,6 +37,7 @@ from odimo.export.onnx import ONNX_OPSET, export_onnx, gather_ops, run_onnx
 from odimo.export.reference import exact_reference
 from odimo.export.split_files import save_split
 from odimo.hw import record_geometry
+from odimo.io import atomic_path, atomic_write_text
 from odimo.models import load_mapped
 from odimo.nn.report import cost_report
 from odimo.quant.adc import readouts
@@ -193,6 +194,31 @@ def _compare(
     }
 
 
+def load_finished_run(run_dir: Path, batch: int):
+    """(mapped model in eval mode, platform, mapping, run config, test inputs, labels) of a
+    finished run, checked before anything is written: the folder, the model named in
+    config.yaml, the batch size and the test data's shape (a missing dataset fails here)."""
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run dir {run_dir} does not exist")
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+    model, platform, mapping = load_mapped(run_dir / "final" / "model.pt")
+    model.eval()
+    cfg = load_run_config(run_dir)
+    spec = model.spec
+    if str(cfg.model.name) != spec.name:
+        raise CheckpointError(
+            f"{run_dir}: config.yaml says model {cfg.model.name!r}, "
+            f"final/model.pt holds a {spec.name}"
+        )
+    x, y = load_test_batch(cfg, batch)
+    if tuple(x.shape[1:]) != tuple(spec.input_size):
+        raise ConfigError(
+            f"the test data is {list(x.shape[1:])}, the model expects {list(spec.input_size)}"
+        )
+    return model, platform, mapping, cfg, x, y
+
+
 def export_run(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -203,24 +229,8 @@ def export_run(
 ) -> dict:
     """Export a finished run (see module doc); returns the summary written to summary.json."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run dir {run_dir} does not exist")
-    model, platform, mapping = load_mapped(run_dir / "final" / "model.pt")
-    model.eval()
-    cfg = load_run_config(run_dir)
+    model, platform, mapping, cfg, x, y = load_finished_run(run_dir, batch)
     spec = model.spec
-    if str(cfg.model.name) != spec.name:
-        raise CheckpointError(
-            f"{run_dir}: config.yaml says model {cfg.model.name!r}, "
-            f"final/model.pt holds a {spec.name}"
-        )
-    if batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {batch}")
-    x, y = load_test_batch(cfg, batch)  # before writing anything: missing data fails early
-    if tuple(x.shape[1:]) != tuple(spec.input_size):
-        raise ConfigError(
-            f"the test data is {list(x.shape[1:])}, the model expects {list(spec.input_size)}"
-        )
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -246,10 +256,10 @@ def export_run(
         raise RuntimeError("internal error: the split network's geometry differs from the mapped")
 
     arrays, quant = integer_export(model, platform, plan)
-    np.savez(out / "weights.npz", **arrays)
+    _write_npz(out / "weights.npz", **arrays)
     _write_json(out / "quant.json", quant)
 
-    np.savez(out / "test_batch.npz", x=x, y=y)
+    _write_npz(out / "test_batch.npz", x=x, y=y)
     ops = export_onnx(split, out / "model.onnx", spec.input_size, opset=opset, dynamo=dynamo)
     summary = {
         "format": SUMMARY_FORMAT,
@@ -274,9 +284,16 @@ def export_run(
         "metrics_check": _metrics_check(run_dir, report),
     }
     _write_json(out / "summary.json", summary)
-    (out / "README.md").write_text(LOADER_NOTE.format(run_dir=run_dir, opset=opset, batch=len(y)))
+    atomic_write_text(
+        out / "README.md", LOADER_NOTE.format(run_dir=run_dir, opset=opset, batch=len(y))
+    )
     return summary
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)
