@@ -9,7 +9,6 @@ with perturbed DIANA constants would measure them, times log-normal noise.
 from __future__ import annotations
 
 import argparse
-import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from odimo.hw.diana import DEFAULT_CONSTANTS, Diana, DianaConstants
 from odimo.hw.geometry import GeometryTable, LayerGeometry
+from odimo.io.tables import write_records_csv
 
 #: The "true" constants of the synthetic chip: DIANA's, perturbed.
 TRUE_CONSTANTS = replace(
@@ -83,13 +83,8 @@ def synthetic_rows(
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
-    """Write rows as CSV (header from the first row)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    """Write rows as CSV (header from the first row), atomically."""
+    return write_records_csv(path, list(rows[0]), rows, cell=lambda value: value)
 
 
 def main(argv: list[str] | None = None) -> None:
