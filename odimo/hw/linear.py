@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from odimo.hw.geometry import GeometryTable
-from odimo.hw.platform import ComputeUnit, Platform
+from odimo.hw.platform import ComputeUnit, Platform, soft_max_cycles
 from odimo.ste import ceil_div_ste, gate_ste
 
 
@@ -110,8 +110,7 @@ class LinearPlatform(Platform):
 
     def latency_cycles(self, unit_cycles: Tensor, soft: bool) -> Tensor:
         if soft:
-            weights = torch.softmax(unit_cycles / self.smooth_cycles, dim=-1)
-            return (weights * unit_cycles).sum(-1)
+            return soft_max_cycles(unit_cycles, self.smooth_cycles)
         return unit_cycles.amax(-1)
 
     def energy_mw_cycles(self, unit_cycles: Tensor, soft: bool) -> Tensor:

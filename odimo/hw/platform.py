@@ -255,6 +255,13 @@ class Platform(ABC):
         self.cheap_unit_index()
 
 
+def soft_max_cycles(unit_cycles: Tensor, temperature: float) -> Tensor:
+    """Σ_u softmax(c/T)_u·c_u over the last axis: a smooth max of the units' cycles (a smooth
+    min for T < 0); the search's differentiable stand-in for max (or min)."""
+    weights = torch.softmax(unit_cycles / temperature, dim=-1)
+    return (weights * unit_cycles).sum(-1)
+
+
 def counts_from_assignment(assignments: list[Tensor], num_units: int) -> Tensor:
     """Hard channel counts [L, U] from per-layer unit indices ([C_out] longs per layer)."""
     rows = [torch.bincount(a.long(), minlength=num_units)[:num_units] for a in assignments]
