@@ -260,16 +260,22 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
+def replace_shared(model: nn.Module, kind: type[nn.Module], make) -> None:
+    """Replace every `kind` submodule by `make(module)`; a module used in several places (a
+    shared activation quantizer) is replaced by ONE new module everywhere."""
+    new: dict[int, nn.Module] = {}
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, kind):
+                if id(child) not in new:
+                    new[id(child)] = make(child)
+                setattr(parent, name, new[id(child)])
+
+
 @torch.no_grad()
 def freeze_activations(model: nn.Module) -> None:
     """Replace every `Uint7ActPact` by an `ExportActQuant` with its constants (sharing kept)."""
-    frozen: dict[int, ExportActQuant] = {}
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Uint7ActPact):
-                if id(child) not in frozen:
-                    frozen[id(child)] = ExportActQuant.from_pact(child)
-                setattr(parent, name, frozen[id(child)])
+    replace_shared(model, Uint7ActPact, ExportActQuant.from_pact)
 
 
 @torch.no_grad()
@@ -318,6 +324,7 @@ __all__ = [
     "freeze_activations",
     "plan_channels",
     "reflected_order",
+    "replace_shared",
     "split_layers",
     "split_model",
 ]

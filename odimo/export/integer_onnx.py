@@ -126,8 +126,12 @@ class IntegerUnitConv2d(nn.Module):
 
 
 @torch.no_grad()
-def integer_model(mapped_model: nn.Module, platform: Platform) -> nn.Module:
-    """The split network with integer-code unit convs (module doc); CPU, eval mode."""
+def integer_model(
+    mapped_model: nn.Module, platform: Platform, unit_conv: type[nn.Module] = IntegerUnitConv2d
+) -> nn.Module:
+    """The split network with every unit conv replaced by `unit_conv(layer, unit, conv, rows,
+    in_order)` (default: the integer-code convs of the module doc); CPU, eval mode. The layers
+    no compiler pattern takes are refused first (`check_patterns`)."""
     check_patterns(mapped_model)
     mapped = mapped_model.cpu().eval()
     model = split_model(mapped, platform)
@@ -136,9 +140,7 @@ def integer_model(mapped_model: nn.Module, platform: Platform) -> nn.Module:
         if not isinstance(split, SplitConv2d):
             continue
         for u, conv in split.unit_convs():
-            unit = IntegerUnitConv2d(
-                layers[name], u, conv, list(split.unit_channels[u]), split.in_order
-            )
+            unit = unit_conv(layers[name], u, conv, list(split.unit_channels[u]), split.in_order)
             setattr(split, split.unit_names[u], unit)
     return model
 

@@ -17,6 +17,7 @@ summation-order-dependent rounding at quantisation ties (see `odimo.nn.split`).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def export_onnx(
     """Write `model` (a split network, float32, CPU) to `path`; return its op types (sorted)."""
     _require("onnx")
     model = model.eval()
-    param = next(model.parameters())
+    param = next(itertools.chain(model.parameters(), model.buffers()))  # (QDQ: buffers only)
     example = torch.zeros(2, *input_size, dtype=param.dtype, device=param.device)
     path = Path(path)
     with warnings.catch_warnings():

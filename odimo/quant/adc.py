@@ -130,28 +130,36 @@ class AnalogReadout(nn.Module):
         self.log2_gain.fill_(float(gain_exponent(partial_sums, self.adc.qmax)))
         self.calibrated = True
 
+    def tiled(self, weight: Tensor) -> tuple[Tensor, int, int]:
+        """The ONE conv computing every tile's partial sums with `weight` [C, C_in, K_y, K_x]:
+        (its weight [tiles·C, C_in/groups, K_y, K_x], tile-major; its groups; the input
+        channels to pad with zeros). The exports bake this weight in once."""
+        if self.tiles == 1:
+            return weight, 1, 0
+        c = weight.shape[0]
+        if self.column_tiles is not None:  # permuted columns: one masked copy per tile
+            tiles = torch.arange(self.tiles, device=weight.device)
+            mask = (self.column_tiles.view(1, -1) == tiles.view(-1, 1)).to(weight.dtype)
+            masked = weight.unsqueeze(0) * mask.view(self.tiles, 1, -1, 1, 1)
+            return masked.flatten(0, 1), 1, 0
+        pad = self.tiles * self.tile - self.in_channels
+        if pad:
+            weight = F.pad(weight, (0, 0, 0, 0, 0, pad))
+        # [C, tiles·tile, k, k] -> [tiles·C, tile, k, k]: group j reads input channels of tile j
+        grouped = weight.view(c, self.tiles, self.tile, *weight.shape[2:]).transpose(0, 1)
+        return grouped.reshape(self.tiles * c, self.tile, *weight.shape[2:]), self.tiles, pad
+
     def partial_sums(self, codes: Tensor, weight: Tensor, conv: nn.Conv2d) -> Tensor:
         """Integer partial sums [N, tiles, C, H, W] of `conv`'s geometry over `codes` (input
         activation codes) with ternary `weight` [C, C_in, K_y, K_x] (no bias)."""
         stride, padding, dilation = conv.stride, conv.padding, conv.dilation
         if self.tiles == 1:
             return F.conv2d(codes, weight, None, stride, padding, dilation).unsqueeze(1)
-        c = weight.shape[0]
-        if self.column_tiles is not None:  # permuted columns: one masked copy per tile
-            tiles = torch.arange(self.tiles, device=weight.device)
-            mask = (self.column_tiles.view(1, -1) == tiles.view(-1, 1)).to(weight.dtype)
-            masked = weight.unsqueeze(0) * mask.view(self.tiles, 1, -1, 1, 1)
-            out = F.conv2d(codes, masked.flatten(0, 1), None, stride, padding, dilation)
-            return out.view(out.shape[0], self.tiles, c, *out.shape[2:])
-        pad = self.tiles * self.tile - self.in_channels
+        tiled, groups, pad = self.tiled(weight)
         if pad:
             codes = F.pad(codes, (0, 0, 0, 0, 0, pad))
-            weight = F.pad(weight, (0, 0, 0, 0, 0, pad))
-        # [C, tiles·tile, k, k] -> [tiles·C, tile, k, k]: group j reads input channels of tile j
-        grouped = weight.view(c, self.tiles, self.tile, *weight.shape[2:]).transpose(0, 1)
-        grouped = grouped.reshape(self.tiles * c, self.tile, *weight.shape[2:])
-        out = F.conv2d(codes, grouped, None, stride, padding, dilation, self.tiles)
-        return out.view(out.shape[0], self.tiles, c, *out.shape[2:])
+        out = F.conv2d(codes, tiled, None, stride, padding, dilation, groups)
+        return out.view(out.shape[0], self.tiles, weight.shape[0], *out.shape[2:])
 
     def standard_noise(self, shape: tuple[int, int, int, int], like: Tensor) -> Tensor:
         """N(0, 1) draws [N, tiles, C, H, W] for shape (N, tiles, H, W): drawn for all the

@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from odimo.errors import ConfigError
 from odimo.export import export_run
-from odimo.export.integer_run import export_integer_run
+from odimo.export.integer_run import FORMS, export_checked_run
 
 
 def run(cfg: DictConfig) -> dict:
@@ -21,13 +21,13 @@ def run(cfg: DictConfig) -> dict:
             f"opset and batch must be integers, got {cfg.opset!r}, {cfg.batch!r}"
         ) from None
     fmt = str(cfg.get("format", "onnx"))
-    if fmt == "integer_onnx":
-        return report_integer(export_integer_run(
+    if fmt in FORMS:  # the QDQ form is always opset 13 (its per-channel Q/DQ ops' opset)
+        return report_integer(export_checked_run(
             str(cfg.run_dir), None if cfg.out_dir is None else str(cfg.out_dir),
-            opset=opset, batch=batch,
+            form=fmt, opset=opset if fmt == "integer_onnx" else None, batch=batch,
         ))  # fmt: skip
     if fmt != "onnx":
-        raise ConfigError(f"unknown format {fmt!r} (choose from: onnx, integer_onnx)")
+        raise ConfigError(f"unknown format {fmt!r} (choose from: onnx, {', '.join(FORMS)})")
     summary = export_run(
         str(cfg.run_dir),
         None if cfg.out_dir is None else str(cfg.out_dir),
@@ -60,14 +60,16 @@ def run(cfg: DictConfig) -> dict:
 
 
 def report_integer(summary: dict) -> dict:
-    """Print the integerised export's checks (one line each)."""
-    diff, acc = summary["max_abs_diff"], summary["accuracy"]
+    """Print the integer forms' checks (integerised or QDQ ONNX; one line each)."""
+    diff, acc, form = summary["max_abs_diff"], summary["accuracy"], summary["format"]
+    annotated = summary.get("annotated_convs")
+    note = f" ({annotated} convs annotated)" if annotated is not None else ""
     print(
-        f"wrote {summary['file']} ({summary['annotated_convs']} convs annotated)\n"
+        f"wrote {summary['file']}{note}\n"
         f"  max |diff| on {summary['batch']} test inputs: mapped vs int64 reference "
         f"{diff['mapped_vs_integer_reference']:.3g}, onnxruntime vs int64 reference "
-        f"{diff['integer_onnx_vs_integer_reference']:.3g}\n"
+        f"{diff[f'{form}_vs_integer_reference']:.3g}\n"
         f"  accuracy: mapped {acc['mapped']:.4f}  reference {acc['integer_reference']:.4f}  "
-        f"onnx {acc['integer_onnx']:.4f}"
+        f"onnx {acc[form]:.4f}"
     )
     return summary

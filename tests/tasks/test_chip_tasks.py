@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from odimo.cascade.predict import predict_finished_run
 from odimo.errors import ConfigError
-from odimo.export.integer_run import export_integer_run
+from odimo.export.integer_run import export_integer_run, export_qdq_run
 from odimo.lit.chip import chip_accuracy
 from odimo.models import load_mapped
 from odimo.tasks.chip_eval import run as chip_eval
@@ -65,6 +65,12 @@ def test_chip_aware_baseline_reports_chip_accuracy_and_exports_exactly(tmp_path)
         "integer_onnx_vs_integer_reference": 0.0,
     }
     assert (tmp_path / "run" / "export" / "model_integer.onnx").is_file()
+    qdq = export_qdq_run(tmp_path / "run", batch=64)
+    assert qdq["max_abs_diff"] == {
+        "mapped_vs_integer_reference": 0.0,
+        "qdq_vs_integer_reference": 0.0,
+    }
+    assert qdq["accuracy"]["qdq"] == summary["accuracy"]["integer_onnx"]
 
 
 def test_ideal_arithmetic_and_noise_without_adc(tmp_path) -> None:
@@ -72,5 +78,7 @@ def test_ideal_arithmetic_and_noise_without_adc(tmp_path) -> None:
     metrics = run(train_cfg(tmp_path, *base))
     assert metrics["final/accuracy_arithmetic"] == "ideal"
     assert "final/test/acc_chip_mean" not in metrics
+    qdq = export_qdq_run(tmp_path / "run", batch=64)  # exact sums export too
+    assert qdq["read_out"]["adc"] is None and set(qdq["max_abs_diff"].values()) == {0.0}
     with pytest.raises(ConfigError, match="train.noise=true needs an analog read-out"):
         run(train_cfg(tmp_path, *base, "train.noise=true", "force=true", run="noisy"))

@@ -208,3 +208,19 @@ def test_entry_point(exported, tmp_path: Path) -> None:
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "does not exist" in lines[0]
+
+
+def test_qdq_format(exported, tmp_path: Path) -> None:
+    """format=qdq: model_qdq.onnx (opset 13) and its checks, equal to the int64 reference."""
+    run_dir, _, _ = exported
+    out = tmp_path / "qdq"
+    summary = run(_cfg(f"run_dir={run_dir}", f"out_dir={out}", "format=qdq", "batch=32"))
+    assert summary["opset"] == 13 and summary["batch"] == 32
+    assert summary["max_abs_diff"] == {
+        "mapped_vs_integer_reference": 0.0,
+        "qdq_vs_integer_reference": 0.0,
+    }
+    assert sorted(p.name for p in out.iterdir()) == ["model_qdq.onnx", "qdq_summary.json"]
+    assert json.loads((out / "qdq_summary.json").read_text()) == json.loads(json.dumps(summary))
+    with pytest.raises(ConfigError, match="unknown format 'qdq8'.*integer_onnx, qdq"):
+        run(_cfg(f"run_dir={run_dir}", "format=qdq8"))
