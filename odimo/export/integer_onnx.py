@@ -7,7 +7,8 @@ every unit conv computing on integer codes, in float ops (the form MATCH and HTV
 - digital: codes = x·2^k → Conv (int8-valued weights, int16-valued bias) → Mul 2^(e−k) →
   Div 127 → the next activation's Clip → Mul 2^k' → Floor (→ Div 2^k');
 - analog: codes = x·2^k → Conv (weights in {−1, 0, 1}, per row tile) → Div g → Floor →
-  Clip(−32, 31) → (ReduceSum over tiles) → Mul g → Add (bias codes) → Mul 2^−k → Mul s_c.
+  Clip(−32, 31) → (ReduceSum over tiles) → Mul g → Add (bias codes + the read-out's half-LSB
+  offset, tiles·⌊g/2⌋) → Mul 2^−k → Mul s_c.
 
 Every value is the one the mapped network computes (the same single rounding per layer), so
 onnxruntime's output equals the mapped network and the int64 reference
@@ -35,7 +36,7 @@ from odimo.export.onnx import _require, export_onnx
 from odimo.hw.platform import Platform
 from odimo.nn.mapping import quant_layers
 from odimo.nn.split import SplitConv2d, unit_quantization
-from odimo.quant.adc import AnalogReadout
+from odimo.quant.adc import AnalogReadout, rounding_offset
 
 #: Kernel sizes and strides the compilers' conv patterns take.
 KERNELS, STRIDES = (1, 3, 5, 7), (1, 2)
@@ -102,6 +103,7 @@ class IntegerUnitConv2d(nn.Module):
             info.update(
                 out_bits=r.adc.bits, adc_rows=r.adc.rows, tiles=r.tiles,
                 gain_log2=int(r.log2_gain), adc_clip=[r.adc.qmin, r.adc.qmax],
+                adc_offset=r.tiles * rounding_offset(int(r.log2_gain)),
             )  # fmt: skip
         return info
 
@@ -116,7 +118,8 @@ class IntegerUnitConv2d(nn.Module):
             g = float(2.0 ** int(r.log2_gain))
             p = r.partial_sums(codes, self.weight, self)
             q = torch.clamp(torch.floor(p / g), float(r.adc.qmin), float(r.adc.qmax))
-            acc = q.sum(1) * g + self.bias.view(1, -1, 1, 1)
+            offset = r.tiles * rounding_offset(int(r.log2_gain))  # folded into the bias add
+            acc = q.sum(1) * g + (self.bias.view(1, -1, 1, 1) + offset)
         y = acc * self.post_mul
         if self.out_scale is not None:
             y = y * self.out_scale

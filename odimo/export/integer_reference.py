@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from odimo.export.reference import with_quant_layers_replaced
 from odimo.nn.conv import QuantConv2d
 from odimo.nn.split import unit_quantization
+from odimo.quant.adc import rounding_offset
 
 #: Images per im2col block (bounds the int64 column matrix's memory).
 BLOCK = 32
@@ -94,7 +95,8 @@ class IntegerConv(nn.Module):
             q = p >> (log2_gain + frac)  # floor(p / g), g a power of two
         else:  # the network's float32 ops (p/2^frac and p/g are exact)
             q = torch.floor(p.float() / 2.0**frac / g + noise).long()
-        return q.clamp(adc.qmin, adc.qmax).sum(1) * (2**log2_gain)
+        offset = r.tiles * rounding_offset(log2_gain)  # the digital bias add carries it
+        return q.clamp(adc.qmin, adc.qmax).sum(1) * (2**log2_gain) + offset
 
     def noise(
         self, shape: tuple[int, ...], tiles: int, rows: Tensor, p: Tensor, frac: int

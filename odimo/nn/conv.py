@@ -135,7 +135,11 @@ class QuantConv2d(nn.Conv2d):
             if cheap in self.allowed_units:
                 self.readout_unit = cheap
                 self.readout = AnalogReadout(
-                    analog.adc, in_channels, self.kernel_size, out_channels
+                    analog.adc,
+                    in_channels,
+                    self.kernel_size,
+                    out_channels,
+                    deploy_noise=analog.noise,
                 )
 
     @torch.no_grad()
@@ -257,6 +261,7 @@ class QuantConv2d(nn.Conv2d):
         with torch.autocast(device_type=x.device.type, enabled=False):
             inputs = x.to(dtype) / act_step.to(dtype)
             p = self.readout.partial_sums(inputs, parts.inner.to(dtype), self)
+            self.calibrate_readout(p)
             total = self.readout(p) + codes.to(dtype).view(1, -1, 1, 1)
             y = total * act_step.to(dtype)
             if parts.out_scale is not None:
@@ -264,6 +269,12 @@ class QuantConv2d(nn.Conv2d):
             if parts.out_div is not None:
                 y = y / parts.out_div
         return y
+
+    def calibrate_readout(self, p: Tensor) -> None:
+        """Set the read-out's gain from partial sums p [N, tiles, C, H, W] if it has none yet:
+        from the channels the (hard) mapping reads out on the analog unit (all when none)."""
+        if not self.readout.calibrated:
+            self.readout.calibrate(p, self.hard_assignment() == self.readout_unit)
 
     def readout_forward(self, x: Tensor) -> Tensor:
         """Training forward with the ADC: the one mixed conv of the idealised forward plus, on
@@ -289,6 +300,7 @@ class QuantConv2d(nn.Conv2d):
         with torch.autocast(device_type=x.device.type, enabled=False):
             inner = parts.inner.float() / act_step  # t·2^k: conv(x, t·2^k) = p, exact
             p = self.readout.partial_sums(x.float(), inner, self)
+            self.calibrate_readout(p)
             delta = self.readout(p).sub_(p.sum(1) if p.shape[1] > 1 else p.squeeze(1))
             scale = act_step * parts.inner_mult
             if parts.out_scale is not None:

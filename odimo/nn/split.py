@@ -133,6 +133,7 @@ def copy_readout(
         (readout.tile_kernel, 1),
         readout.out_channels,
         channels=channels.clone(),
+        deploy_noise=readout.deploy_noise,
     )
     out.log2_gain.copy_(readout.log2_gain)
     out.calibrated = readout.calibrated

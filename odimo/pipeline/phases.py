@@ -20,6 +20,7 @@ from odimo.hw import get_platform
 from odimo.hw.analog import NoiseConfig
 from odimo.io import cache_lock, config_fingerprint, is_rank_zero, rank_zero_write
 from odimo.lit import FinetuneModule, SearchModule, WarmupModule
+from odimo.lit.modules import RECALIBRATE
 from odimo.models import ModelSpec, build_model, fold_float_into
 from odimo.nn import (
     NetworkCost,
@@ -186,6 +187,7 @@ def search(
         polarization=float(s.get("polarization", 0.0)),
     )
     module.train_noise = training_noise(cfg, platform)
+    module.recalibrate = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
@@ -242,6 +244,16 @@ def training_noise(cfg: DictConfig, platform) -> NoiseConfig | None:
     return analog.noise.scaled(float(train.get("noise_scale", 1.0)))
 
 
+def recalibration(cfg: DictConfig) -> str:
+    """`train.recalibrate`: when training sets the read-out gains again (`RECALIBRATE`)."""
+    when = str((cfg.get("train") or {}).get("recalibrate", "never"))
+    if when not in RECALIBRATE:
+        raise ConfigError(
+            f"train.recalibrate must be one of {', '.join(RECALIBRATE)}, got {when!r}"
+        )
+    return when
+
+
 def train_mapped(
     cfg: DictConfig, model, spec: ModelSpec, datamodule, phase_dir: Path, phase: str, job: str
 ) -> FinetuneModule:
@@ -251,6 +263,7 @@ def train_mapped(
         model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
     )
     module.train_noise = training_noise(cfg, get_platform(cfg.platform))
+    module.recalibrate = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         return module

@@ -3,17 +3,19 @@
 
 `AnalogReadout` turns the integer partial sums of a ternary conv into what DIANA's analog core
 delivers (`odimo.hw.analog` holds the facts): per row tile, q = clamp(floor(p/g + n), qmin, qmax),
-summed over tiles, returned in partial-sum units (Σ q·g) so that the caller adds the bias and
-applies the per-channel scale exactly as for the exact sum.
+summed over tiles, returned in partial-sum units (Σ q·g + ⌊g/2⌋, the half-LSB offset the digital
+bias add carries: `rounding_offset`) so that the caller adds the bias and applies the per-channel
+scale exactly as for the exact sum.
 
 Exactness: the inputs are 7-bit activation codes (integers <= 127) and the weights ternary codes,
 so a tile's sum is an integer of magnitude <= rows·127 (146 304 for 1152 rows) < 2^24: exact in
 float32, whatever the summation order. g is a power of two, so p/g and Σq·g are exact too.
 
 Speed: the tiles are ONE grouped conv (the tile index folded into the group dimension), the
-read-out elementwise; no host syncs after the gain is set. The gain is set once, from the first
-batch it sees (a calibration batch: a high percentile of |p| lands at qmax), and is a persistent
-buffer, so checkpoints and exports carry it.
+read-out elementwise; no host syncs after the gain is set. The gain is set from a calibration
+batch (the first batch a layer sees, or `calibrate_readouts`, which training repeats as the
+weights move): the power of two with the least expected read-out error at the deployment noise
+(`gain_exponent`). It is a persistent buffer, so checkpoints and exports carry it.
 """
 
 from __future__ import annotations
@@ -27,23 +29,73 @@ from torch import Tensor, nn
 
 from odimo.hw.analog import AdcConfig, NoiseConfig
 
-#: Percentile of |p| on the calibration batch that the gain maps to the ADC's top code.
-GAIN_PERCENTILE = 0.999
-#: Elements of the calibration batch used for the percentile (a strided subsample beyond this).
-GAIN_SAMPLE = 1 << 20
+#: Elements of the calibration batch the gain rule evaluates (a strided subsample beyond this).
+GAIN_SAMPLE = 1 << 14
+#: Largest gain exponent considered (g = 2^24 reads any float32-exact partial sum unclipped).
+MAX_EXPONENT = 24
 #: Value of the gain buffer before calibration.
 UNSET = -1.0
 
 
-def gain_exponent(partial_sums: Tensor, qmax: int, percentile: float = GAIN_PERCENTILE) -> int:
-    """log2 of the power-of-two gain g >= 1 that maps the `percentile` of |p| to <= qmax."""
-    flat = partial_sums.detach().abs().flatten().float()
+def rounding_offset(log2_gain: int) -> int:
+    """The read-out's half-LSB offset ⌊g/2⌋ in partial-sum units, added digitally per tile.
+
+    The ADC floors: floor(p/g)·g is on average g/2 below p (for g >= 2; exact for g = 1). The
+    compiler folds ⌊g/2⌋ per tile into the digital bias add, so the read-out reconstructs the
+    middle of each code's interval: Σ_tiles (q·g + ⌊g/2⌋). An integer, like the bias codes.
+
+    >>> [rounding_offset(e) for e in range(4)]
+    [0, 1, 2, 4]
+    """
+    return (1 << log2_gain) >> 1
+
+
+def readout_error(v: Tensor, offset: float, lo: int, hi: int, sigma: Tensor | float) -> Tensor:
+    """Expected squared error E_n[(clamp(floor(v + n), lo, hi) + offset − v)²] per element,
+    n ~ N(0, σ²) (σ in LSB: a number, or a tensor like v). Exact up to 1e-9: the floor values
+    within ±(6σ + 1) of v, each weighted by its probability."""
+    if not torch.is_tensor(sigma) and sigma == 0:
+        return (torch.floor(v).clamp(lo, hi) + offset - v).square()
+    sigma = torch.as_tensor(sigma, dtype=v.dtype, device=v.device).expand_as(v)
+    reach = math.ceil(6 * float(sigma.max())) + 1
+    k = torch.floor(v).unsqueeze(-1) + torch.arange(-reach, reach + 1, dtype=v.dtype)
+    s, x = sigma.clamp_min(1e-12).unsqueeze(-1), v.unsqueeze(-1)
+    prob = torch.special.ndtr((k + 1 - x) / s) - torch.special.ndtr((k - x) / s)  # P(floor = k)
+    return (prob * (k.clamp(lo, hi) + offset - x).square()).sum(-1)
+
+
+def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | None = None) -> int:
+    """log2 of the power-of-two gain g >= 1 whose read-out Σ(q·g + ⌊g/2⌋) is closest to p:
+    the argmin over exponents of the expected squared error on the calibration batch, under the
+    deployment `noise` (None: noiseless). A wide gain wastes codes and amplifies the noise
+    (both ∝ g²); a narrow one clips the tails: the trade-off is the data's, not a percentile's.
+
+    The search starts at the narrowest gain that clips nothing (wider ones only add error) and
+    narrows it until the error has risen twice in a row (it falls, then rises, with the
+    clipping).
+    """
+    flat = partial_sums.detach().flatten().double()
     if flat.numel() > GAIN_SAMPLE:
         flat = flat[:: math.ceil(flat.numel() / GAIN_SAMPLE)]
-    top = float(torch.quantile(flat, percentile)) if flat.numel() else 0.0
-    if top <= qmax:
-        return 0
-    return max(0, math.ceil(math.log2(top / qmax)))
+    top = float(flat.abs().max()) if flat.numel() else 0.0
+    widest = max(0, math.ceil(math.log2(top / hi))) if top > hi else 0
+    best, best_err, rises = widest, math.inf, 0
+    for e in range(min(widest, MAX_EXPONENT), -1, -1):
+        g = float(2**e)
+        v = flat / g
+        sigma: Tensor | float = 0.0
+        if noise is not None and noise.snr > 0:
+            sigma = v.abs() / noise.snr
+        elif noise is not None:
+            sigma = noise.sigma_lsb
+        err = float(readout_error(v, rounding_offset(e) / g, lo, hi, sigma).sum()) * g * g
+        if err < best_err:
+            best, best_err, rises = e, err, 0
+        else:
+            rises += 1
+            if rises == 2:
+                break
+    return best
 
 
 class _FloorClamp(torch.autograd.Function):
@@ -81,6 +133,7 @@ class AnalogReadout(nn.Module):
         channels: original output channels the conv computes, when it computes a subset (the
             split form), so that seeded noise is the same in every form of the network.
         out_channels: the original layer's output channels (the noise draw's channel size).
+        deploy_noise: the deployment noise the gain is chosen for (`gain_exponent`).
     """
 
     def __init__(
@@ -90,9 +143,11 @@ class AnalogReadout(nn.Module):
         kernel_size: tuple[int, int],
         out_channels: int,
         channels: Tensor | None = None,
+        deploy_noise: NoiseConfig | None = None,
     ):
         super().__init__()
         self.adc = adc
+        self.deploy_noise = deploy_noise
         self.in_channels = in_channels
         self.tile_kernel = kernel_size[0] * kernel_size[1]  # kernel positions (rows per channel)
         self.tile = adc.tile_channels(self.tile_kernel, in_channels)
@@ -124,10 +179,18 @@ class AnalogReadout(nn.Module):
         """The power-of-two gain g (a 0-d tensor)."""
         return torch.pow(2.0, self.log2_gain)  # (exp2 has no ONNX export)
 
+    def offset(self) -> Tensor:
+        """Σ over tiles of the rounding offset ⌊g/2⌋ (`rounding_offset`; a 0-d tensor)."""
+        return torch.floor(self.gain() / 2) * self.tiles
+
     @torch.no_grad()
-    def calibrate(self, partial_sums: Tensor) -> None:
-        """Set the gain from a batch of tile partial sums (see `gain_exponent`)."""
-        self.log2_gain.fill_(float(gain_exponent(partial_sums, self.adc.qmax)))
+    def calibrate(self, partial_sums: Tensor, channels: Tensor | None = None) -> None:
+        """Set the gain from a batch of tile partial sums [N, tiles, C, H, W] (see
+        `gain_exponent`); `channels` (bool [C]) restricts it to the channels read out."""
+        if channels is not None and bool(channels.any()):
+            partial_sums = partial_sums[:, :, channels]
+        e = gain_exponent(partial_sums, self.adc.qmin, self.adc.qmax, self.deploy_noise)
+        self.log2_gain.fill_(float(e))
         self.calibrated = True
 
     def tiled(self, weight: Tensor) -> tuple[Tensor, int, int]:
@@ -189,8 +252,9 @@ class AnalogReadout(nn.Module):
         return self.scale_noise(z, p)
 
     def forward(self, p: Tensor) -> Tensor:
-        """Σ over tiles of clamp(floor(p/g + n), qmin, qmax)·g [N, C, H, W], straight-through
-        gradients through the floor (identity) and the clamp (zero outside the range)."""
+        """Σ over tiles of clamp(floor(p/g + n), qmin, qmax)·g + ⌊g/2⌋ [N, C, H, W],
+        straight-through gradients through the floor (identity) and the clamp (zero outside
+        the range); see `rounding_offset` for the ⌊g/2⌋ the digital bias add carries."""
         if not self.calibrated:
             self.calibrate(p)
         g = self.gain().to(p.dtype)
@@ -198,12 +262,13 @@ class AnalogReadout(nn.Module):
         n = self.draw_noise(p)
         if n is not None:
             v = v + n
+        offset = self.offset().to(p.dtype)
         if torch.is_grad_enabled() and v.requires_grad:
-            return floor_clamp_ste(v, self.adc.qmin, self.adc.qmax).sum(1) * g
+            return floor_clamp_ste(v, self.adc.qmin, self.adc.qmax).sum(1) * g + offset
         # inference (and the training correction, the ONNX export): in place, plain ops
         q = v.floor_().clamp_(self.adc.qmin, self.adc.qmax)
         q = q.sum(1) if q.shape[1] > 1 else q.squeeze(1)
-        return q.mul_(g)
+        return q.mul_(g).add_(offset)
 
     def extra_repr(self) -> str:
         return (
@@ -219,18 +284,26 @@ def readouts(model: nn.Module) -> list[AnalogReadout]:
 
 @torch.no_grad()
 def calibrate_readouts(model: nn.Module, batch: Tensor, keep_calibrated: bool = False) -> int:
-    """Set every read-out's gain from one batch (eval-mode forward); returns how many were set.
+    """Set every read-out's gain from one batch (eval-mode, noiseless forward, layer by layer:
+    each gain sees the inputs the calibrated layers before it produce); returns how many.
 
     With `keep_calibrated`, gains already set (e.g. loaded from a checkpoint) are kept and only
-    the others are calibrated (on the inputs the calibrated layers produce)."""
+    the others are calibrated. Training noise is off during the pass and restored after."""
     found = [r for r in readouts(model) if not (keep_calibrated and r.calibrated)]
     for r in found:
         r.reset()
     if found:
         was = model.training
-        model.eval()
-        model(batch)
-        model.train(was)
+        saved = [(r, r.noise) for r in readouts(model)]
+        for r, _ in saved:
+            r.noise = None
+        try:
+            model.eval()
+            model(batch)
+        finally:
+            model.train(was)
+            for r, noise in saved:
+                r.noise = noise
     return len(found)
 
 

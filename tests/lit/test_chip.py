@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 
 import pytest
@@ -10,8 +11,9 @@ import torch
 
 from odimo.hw import get_platform, with_analog
 from odimo.hw.analog import NoiseConfig
+from odimo.lit import FinetuneModule
 from odimo.lit.chip import accuracy, chip_accuracy, on_platform, sigma_table
-from odimo.quant.adc import readouts, set_readout_noise
+from odimo.quant.adc import calibrate_readouts, readouts, set_readout_noise
 from tests.export import chip_mapped, inputs, random_mapped
 
 
@@ -68,3 +70,29 @@ def test_rebuilding_keeps_the_trained_gains_and_calibrates_only_missing_ones() -
     rebuilt = on_platform(model, get_platform("diana"), calibration=x)
     after = [float(r.log2_gain) for r in readouts(rebuilt)]
     assert after[1:] == before[1:] and after[0] >= 0
+
+
+def _gains(model: torch.nn.Module) -> list[float]:
+    return [float(r.log2_gain) for r in readouts(model)]
+
+
+@pytest.mark.parametrize("when", ["never", "phase", "epoch"])
+def test_training_recalibrates_the_gains_on_the_first_batch(when: str) -> None:
+    """`train.recalibrate`: at an epoch's first batch the gains are those a noiseless
+    calibration on that batch gives (not the noisy training forward's), and they follow the
+    partial sums: images 4x darker give 4x smaller sums, a narrower first-layer gain."""
+    model = chip_mapped("res20", "analog").train()
+    before = _gains(model)
+    module = FinetuneModule(model, 10, {})
+    module.recalibrate = when
+    module.train_noise = NoiseConfig(sigma_lsb=4.0)
+    dark = inputs("res20", 8, seed=3) / 4
+    expected = copy.deepcopy(model)
+    calibrate_readouts(expected, dark)
+    assert _gains(expected)[0] <= before[0] - 1  # the first layer's sums shrank 4x
+    module.on_train_batch_start((dark, None), 1)  # not an epoch's first batch: kept
+    assert _gains(model) == before
+    module.on_train_batch_start((dark, None), 0)  # epoch 0 (no trainer): phase and epoch
+    assert _gains(model) == (before if when == "never" else _gains(expected))
+    assert readouts(model)[0].noise == NoiseConfig(sigma_lsb=4.0)  # training noise back on
+    assert model.training

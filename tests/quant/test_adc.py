@@ -14,11 +14,18 @@ from odimo.hw import Diana, get_platform, with_analog
 from odimo.hw.analog import AdcConfig, AnalogArithmetic, NoiseConfig, analog_from_config
 from odimo.nn.conv import MappedConv2d, SearchConv2d
 from odimo.quant import Uint7ActPact
-from odimo.quant.adc import AnalogReadout, calibrate_readouts, readouts, set_readout_noise
+from odimo.quant.adc import (
+    AnalogReadout,
+    calibrate_readouts,
+    gain_exponent,
+    readouts,
+    set_readout_noise,
+)
 
 
 def numpy_readout(x_int: np.ndarray, t: np.ndarray, tile: int, g: int, lo: int, hi: int):
-    """Independent per-tile read-out of a 3x3, padding-1 conv in int64 (loops, no torch)."""
+    """Independent per-tile read-out of a 3x3, padding-1 conv in int64 (loops, no torch), with
+    the half-LSB offset g // 2 per tile that the digital bias add carries."""
     n, c_in, h, w = x_int.shape
     padded = np.pad(x_int, ((0, 0), (0, 0), (1, 1), (1, 1)))
     out = np.zeros((n, t.shape[0], h, w), dtype=np.int64)
@@ -28,7 +35,7 @@ def numpy_readout(x_int: np.ndarray, t: np.ndarray, tile: int, g: int, lo: int, 
             for dx in range(3):
                 patch = padded[:, start : start + tile, dy : dy + h, dx : dx + w]
                 p += np.einsum("nchw,oc->nohw", patch, t[:, start : start + tile, dy, dx])
-        out += np.clip(np.floor_divide(p, g), lo, hi) * g
+        out += np.clip(np.floor_divide(p, g), lo, hi) * g + g // 2
     return out
 
 
@@ -72,16 +79,46 @@ def test_partial_sums_are_exact_in_float32_at_the_array_size() -> None:
     assert p.flatten().tolist() == [1152 * 127, 0]
 
 
-def test_gain_is_a_power_of_two_from_the_calibration_batch() -> None:
-    r = AnalogReadout(AdcConfig(), 64, (3, 3), 4)
-    p = torch.linspace(-500, 500, 10001).view(1, 1, 1, -1, 1)
-    r(p)  # the first batch calibrates
-    assert r.calibrated and float(r.log2_gain) == 5.0  # 99.9 % of |p| = 499: /16 > 31, /32 < 31
-    top = float(torch.quantile(p.abs().flatten(), 0.999))
-    assert top / 2 ** float(r.log2_gain) <= 31 < top / 2 ** (float(r.log2_gain) - 1)
-    state = r.state_dict()
+def brute_force_exponent(p: np.ndarray, sigma: float, lo: int = -32, hi: int = 31) -> int:
+    """Independent argmin over e of the mean squared read-out error of (q + offset)·2^e vs p,
+    the noise's expectation summed over every floor value k (math.erf, loops, no torch)."""
+    errors = []
+    for e in range(12):
+        g, offset = 2.0**e, (2**e // 2) / 2.0**e
+        err = 0.0
+        for v in p / g:
+            if sigma == 0:
+                err += (min(max(math.floor(v), lo), hi) + offset - v) ** 2
+                continue
+            for k in range(math.floor(v) - 12, math.floor(v) + 13):  # ±12 σ of N(0, 1)
+                cdf = [0.5 * (1 + math.erf((k + d - v) / (sigma * math.sqrt(2)))) for d in (0, 1)]
+                err += (cdf[1] - cdf[0]) * (min(max(k, lo), hi) + offset - v) ** 2
+        errors.append(err * g * g)
+    return int(np.argmin(errors))
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_gain_is_the_power_of_two_of_least_read_out_error(sigma: float) -> None:
+    """Heavy-tailed partial sums (Laplace, scale 15): the gain equals a brute-force argmin of
+    the expected error at the deployment σ, and noise pulls it narrower (more clipping, less
+    amplified noise) than the noiseless optimum."""
+    rng = np.random.default_rng(3)
+    p = np.round(rng.laplace(0.0, 15.0, 400))
+    chip = AnalogReadout(AdcConfig(), 64, (3, 3), 4, deploy_noise=NoiseConfig(sigma, 0.0))
+    chip(torch.tensor(p, dtype=torch.float32).view(1, 1, 1, -1, 1))  # the first batch calibrates
+    assert chip.calibrated and float(chip.log2_gain) == brute_force_exponent(p, sigma)
+    assert gain_exponent(torch.tensor(p), -32, 31, NoiseConfig(1.0, 0.0)) < gain_exponent(
+        torch.tensor(p), -32, 31, None
+    )
+
+
+def test_gain_is_stored_and_a_small_sum_reads_out_exactly() -> None:
+    r = AnalogReadout(AdcConfig(), 64, (3, 3), 4, deploy_noise=NoiseConfig())
+    p = torch.arange(-32.0, 32.0).view(1, 1, 1, -1, 1)  # fits the codes: g = 1, no offset
+    assert torch.equal(r(p), p.view(1, 1, -1, 1)) and float(r.log2_gain) == 0.0
+    r.log2_gain.fill_(5.0)
     fresh = AnalogReadout(AdcConfig(), 64, (3, 3), 4)
-    fresh.load_state_dict(state)
+    fresh.load_state_dict(r.state_dict())
     assert fresh.calibrated and float(fresh.log2_gain) == 5.0
     empty = AnalogReadout(AdcConfig(), 64, (3, 3), 4)
     empty.load_state_dict({}, strict=True)  # a checkpoint trained without the read-out
@@ -95,7 +132,7 @@ def test_straight_through_gradient_inside_the_range_zero_outside() -> None:
     p = torch.tensor([-100.0, -63.0, 0.5, 61.0, 63.0, 100.0]).view(1, 1, 1, -1, 1)
     p.requires_grad_(True)
     out = r(p)
-    assert out.flatten().tolist() == [-64.0, -64.0, 0.0, 60.0, 62.0, 62.0]
+    assert out.flatten().tolist() == [-63.0, -63.0, 1.0, 61.0, 63.0, 63.0]  # (q + 1/2)·2
     out.sum().backward()
     assert p.grad.flatten().tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
 
