@@ -13,11 +13,12 @@ operator set of the ONNX quantization format instead of integer-valued float ten
 - analog unit: `Conv(x, DequantizeLinear(t int8 ∈ {−1, 0, 1}, 1 per channel, axis 0))` (one
   grouped conv over the row tiles: p·2^−k per tile) `→ Div g·2^−k → Floor → Mul g·2^−k →
   QuantizeLinear(g·2^−k, int8) → Clip(−32, 31) → DequantizeLinear(g·2^−k) → ReduceSum (tiles)
-  → Add DequantizeLinear(b int32, 2^−k) → Mul s_c`. The floor is explicit: for an integer p,
-  floor(p/g) = round_half_even((p − (g − 1)/2)/g) would let QuantizeLinear round it, but the
-  classifier after a global average pool reads inputs on a finer grid than the activations'
-  (p not an integer), where only the explicit floor is the chip's; the 6-bit range is the
-  Clip on the int8 codes;
+  → Add DequantizeLinear(b int32, 2^−k) → Mul s_c`, the bias codes carrying the read-out's
+  half-LSB offset tiles·⌊g/2⌋ (`odimo.quant.adc.rounding_offset`). The floor is explicit: for
+  an integer p, floor(p/g) = round_half_even((p − (g − 1)/2)/g) would let QuantizeLinear round
+  it, but the classifier after a global average pool reads inputs on a finer grid than the
+  activations' (p not an integer), where only the explicit floor is the chip's; the 6-bit range
+  is the Clip on the int8 codes;
 - without a read-out (`platform.analog.adc=null`): `Conv → Add bias → Mul s_c` likewise.
 
 Why the weight scales are powers of two (the range 2^e of the 8-bit weights, 1 for the ternary
@@ -43,6 +44,7 @@ from odimo.export.integer_onnx import integer_model
 from odimo.export.onnx import export_onnx
 from odimo.hw.platform import Platform
 from odimo.nn.split import ExportActQuant, unit_quantization
+from odimo.quant.adc import rounding_offset
 
 #: Opset of the QDQ form: per-axis QuantizeLinear/DequantizeLinear exist from 13 on.
 QDQ_OPSET = 13
@@ -134,6 +136,8 @@ class QdqUnitConv2d(nn.Module):
             codes, self.groups, self.pad = r.tiled(codes.float())
             gain = 2.0 ** int(r.log2_gain)
             self.register_buffer("read_scale", torch.tensor(gain * q.act_step))
+            # the read-out's half-LSB offset rides on the digital bias add (bias codes, p units)
+            self.bias += r.tiles * rounding_offset(int(r.log2_gain))
         self.register_buffer("weight", codes.round().to(torch.int8))
         self.register_buffer("weight_scale", torch.full((len(codes),), q.weight_mult))
 
