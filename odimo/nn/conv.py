@@ -284,30 +284,56 @@ class QuantConv2d(nn.Conv2d):
         ADC (tiles, gain, clamp, noise), i.e. what the deployed network computes (up to float
         rounding of the mixed conv). Backward: Δ carries no gradient, so the gradient passes
         straight through the floor and the clamp, and the unit weights' gradient sees the
-        read-out value (∂/∂w_a = ⟨g, y_a + Δ⟩). Cost: one extra conv, forward only, no grad.
+        read-out value (∂/∂w_a = ⟨g, y_a + Δ⟩). Cost: one extra conv, forward only, no grad
+        (a layer entirely on the analog unit needs none: `analog_forward`).
         """
         weight, bias = self.effective_weight_bias()
         y = self._conv_forward(x, weight, bias)
-        mix = self.unit_weights()[self.readout_unit]
-        return torch.addcmul(y, mix.view(1, -1, 1, 1), self.readout_correction(x).to(y.dtype))
+        delta, scale = self.readout_correction(x)
+        mix = self.unit_weights()[self.readout_unit].view(1, -1, 1, 1)
+        return y.addcmul_(mix * scale, delta.to(y.dtype))  # (conv backward needs not y)
 
     @torch.no_grad()
-    def readout_correction(self, x: Tensor) -> Tensor:
-        """(Σ_tiles ADC(p) − p)·act_step·s_c for every output channel [N, C, H, W] (no grad)."""
+    def readout_correction(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(Σ_tiles ADC(p) − p [N, C, H, W] for every output channel, the per-channel factor
+        [1, C, 1, 1] taking it to output units, act_step·s_c), without gradient."""
         wq = self.weight_quants[self.readout_unit]
         act_step = self.input_quant.step()
-        parts = wq.factored(self.weight)
+        parts = wq.factored(self.unit_float_weight(self.readout_unit))
         with torch.autocast(device_type=x.device.type, enabled=False):
             inner = parts.inner.float() / act_step  # t·2^k: conv(x, t·2^k) = p, exact
             p = self.readout.partial_sums(x.float(), inner, self)
             self.calibrate_readout(p)
-            delta = self.readout(p).sub_(p.sum(1) if p.shape[1] > 1 else p.squeeze(1))
-            scale = act_step * parts.inner_mult
-            if parts.out_scale is not None:
-                scale = scale * parts.out_scale.float().view(1, -1, 1, 1)
-            if parts.out_div is not None:
-                scale = scale / parts.out_div
-            return delta.mul_(scale)
+            return self.readout.read(p, delta=True), self._readout_scale(parts, act_step)
+
+    @staticmethod
+    def _readout_scale(parts: Factored, act_step: Tensor) -> Tensor:
+        """act_step · the analog unit's remaining factors, per channel [1, C, 1, 1]."""
+        scale = act_step * parts.inner_mult
+        if parts.out_scale is not None:
+            scale = scale * parts.out_scale.float().view(1, -1, 1, 1)
+        if parts.out_div is not None:
+            scale = scale / parts.out_div
+        return scale.view(1, -1, 1, 1) if scale.dim() else scale.view(1, 1, 1, 1)
+
+    def analog_forward(self, x: Tensor) -> Tensor:
+        """Training forward of a layer entirely on the analog unit: ONE conv (`_ReadThrough`).
+
+        The value is the chip's, (Σ_tiles ADC(p) + b)·step·s_c from p = conv(x, t·2^k) (exact);
+        the gradient is that of the idealised conv(x, W) + b, i.e. straight through the
+        read-out, as `readout_forward` gives it with the unit's weight one, without its
+        correction conv. Under autocast the general path runs (it keeps the mixed precision).
+        """
+        if torch.is_autocast_enabled(x.device.type):
+            return self.readout_forward(x)
+        u = self.readout_unit
+        weight, bias = self.unit_weight_bias(u)
+        with torch.no_grad():
+            parts = self.weight_quants[u].factored(self.unit_float_weight(u))
+            act_step = self.input_quant.step()
+            inner = parts.inner.to(x.dtype) / act_step  # t·2^k: conv(x, t·2^k) = p, exact
+            scale = self._readout_scale(parts, act_step).to(x.dtype)
+        return _ReadThrough.apply(x, weight, bias, self, inner, scale)
 
     def exact_forward(self, x: Tensor) -> Tensor:
         """The one-hot network as deployed: each active unit exactly, channels picked by mask."""
@@ -325,9 +351,40 @@ class QuantConv2d(nn.Conv2d):
         if not self.training and self.exact_eval():
             return self.exact_forward(x)
         if self.readout is not None and self.readout_unit in self.active_units():
+            if self.active_units() == (self.readout_unit,):
+                return self.analog_forward(x)
             return self.readout_forward(x)
         weight, bias = self.effective_weight_bias()
         return self._conv_forward(x, weight, bias)
+
+
+class _ReadThrough(torch.autograd.Function):
+    """y = (Σ_tiles ADC(p) + b/scale)·scale, p = conv(x, inner) exactly, with the gradient of
+    conv(x, weight) + b (straight through the read-out; weight = inner·scale up to rounding).
+
+    Backward is one `convolution_backward` with the real weight, exactly what the idealised
+    conv's backward computes; no elementwise pass for the per-channel scale.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer, inner, scale):
+        with torch.no_grad():
+            p = layer.readout.partial_sums(x, inner, layer)
+            layer.calibrate_readout(p)
+            y = torch.addcmul(bias.view(1, -1, 1, 1), layer.readout.read(p), scale)
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (layer.stride, layer.padding, layer.dilation, layer.groups)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.geometry
+        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[0]], stride, padding, dilation, False, [0, 0],
+            groups, [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]],
+        )  # fmt: skip
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 #: How a search conv turns α into per-channel unit weights while training (see `SearchConv2d`).

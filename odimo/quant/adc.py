@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odimo.hw.analog import AdcConfig, NoiseConfig
+from odimo.quant import fused
 
 #: Elements of the calibration batch the gain rule evaluates (a strided subsample beyond this).
 GAIN_SAMPLE = 1 << 14
@@ -269,6 +270,20 @@ class AnalogReadout(nn.Module):
         q = v.floor_().clamp_(self.adc.qmin, self.adc.qmax)
         q = q.sum(1) if q.shape[1] > 1 else q.squeeze(1)
         return q.mul_(g).add_(offset)
+
+    @torch.no_grad()
+    def read(self, p: Tensor, delta: bool = False) -> Tensor:
+        """`forward(p)` without gradient [N, C, H, W], or with `delta` what the read-out adds to
+        the exact sum, Σ_tiles ADC(p) − Σ_tiles p; one compiled pass (`odimo.quant.fused`) for
+        one tile without noise."""
+        if not self.calibrated:
+            self.calibrate(p)
+        if p.shape[1] == 1 and (self.noise is None or self.noise.silent):
+            kernel = "readout_delta" if delta else "readout_value"
+            gain, offset = self.gain().to(p.dtype), self.offset().to(p.dtype)
+            return fused.call(kernel, p.squeeze(1), gain, offset, self.adc.qmin, self.adc.qmax)
+        out = self(p)
+        return out.sub_(p.sum(1) if p.shape[1] > 1 else p.squeeze(1)) if delta else out
 
     def extra_repr(self) -> str:
         return (

@@ -49,11 +49,26 @@ def pact_backward_x(x: Tensor, clip: Tensor, grad: Tensor) -> Tensor:
     return torch.where((x > 0) & (x < clip), grad, 0.0)
 
 
+def readout_value(p: Tensor, gain: Tensor, offset: Tensor, lo: int, hi: int) -> Tensor:
+    """clamp(floor(p/g), lo, hi)·g + offset: the analog read-out of partial sums p (one tile,
+    noiseless; every operation exact for integer p, g a power of two and an integer offset)."""
+    return torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset
+
+
+def readout_delta(p: Tensor, gain: Tensor, offset: Tensor, lo: int, hi: int) -> Tensor:
+    """readout_value(p) − p: what the read-out adds to the exact partial sum."""
+    return torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset - p
+
+
 EAGER: dict[str, Callable[..., object]] = {
     "pact_forward": pact_forward,
     "pact_backward": pact_backward,
     "pact_backward_x": pact_backward_x,
+    "readout_value": readout_value,
+    "readout_delta": readout_delta,
 }
+#: Kernels whose only element-shaped argument is the first (the others are scalars).
+_SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta"})
 
 
 class _State:
@@ -94,16 +109,17 @@ def _flat(t: Tensor) -> Tensor:
     return flat.set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
 
 
-def _run_flat(fn: Callable[..., object], name: str, x: Tensor, clip: Tensor, other: Tensor):
+def _run_flat(fn: Callable[..., object], name: str, x: Tensor, *rest):
     """Run `fn` on flat views; give the element-shaped results back in `x`'s layout.
 
-    `other` is the scale (a scalar) of the forward kernel, the incoming gradient (shaped like
-    `x`, brought to `x`'s layout if it differs) of the backward ones.
+    `rest` are scalars for the `_SCALAR_ARGS` kernels; for the backward ones the clip and the
+    incoming gradient (shaped like `x`, brought to `x`'s layout if it differs).
     """
     if not _dense(x):
         x = x.contiguous()
-    if name == "pact_forward":
-        return fn(_flat(x), clip, other).as_strided(x.shape, x.stride())
+    if name in _SCALAR_ARGS:
+        return fn(_flat(x), *rest).as_strided(x.shape, x.stride())
+    clip, other = rest
     if other.stride() != x.stride() or not _dense(other):
         other = torch.empty_like(x).copy_(other)
     out = fn(_flat(x), clip, _flat(other))
@@ -123,7 +139,7 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in _OOM_MESSAGES)
 
 
-def call(name: str, *args: Tensor):
+def call(name: str, *args):
     """Run kernel `name`: compiled if enabled (compiling on first use), else eager.
 
     A compile failure (no C++ compiler, an unsupported platform) makes that dtype and device

@@ -235,3 +235,41 @@ def test_search_hard_eval_and_mixture_use_the_read_out() -> None:
         1, -1, 1, 1
     ) * mapped(x)
     assert torch.allclose(soft, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("rows", "sigma"), [(1152, 0.0), (288, 0.0), (1152, 1.0)])
+def test_all_analog_training_forward_is_one_conv_with_the_general_gradients(
+    monkeypatch: pytest.MonkeyPatch, rows: int, sigma: float
+) -> None:
+    """A layer entirely on the analog unit trains through ONE conv (`analog_forward`): its
+    values equal the deployed layer's, and values and gradients equal the general training
+    forward's (mixed conv + correction conv), with one and two row tiles and with noise."""
+    chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, rows)))
+    act, layer = _layers(chip, torch.ones(8, dtype=torch.long))
+    x = act(torch.rand(2, 48, 7, 7) * 4)
+    layer.eval()
+    deployed = layer(x)
+    assert int(layer.readout.log2_gain) >= 1 and layer.readout.tiles == (1 if rows == 1152 else 2)
+    layer.train()
+    results = []
+    for general in (False, True):
+        if sigma:
+            set_readout_noise(layer, NoiseConfig(sigma_lsb=sigma), seed=5)
+        xi = x.detach().clone().requires_grad_(True)
+        layer.zero_grad()
+        with monkeypatch.context() as m:
+            if not general:  # the one-conv path must not run the correction conv
+                m.setattr(layer, "readout_correction", lambda *_: pytest.fail("second conv"))
+            out = layer.readout_forward(xi) if general else layer(xi)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads = [xi.grad, layer.weight.grad, layer.bias.grad]
+        grads.append(layer.weight_quants[1].log_scale.grad)
+        results.append((out.detach(), grads))
+    (fast, fast_grads), (slow, slow_grads) = results
+    assert torch.allclose(fast, slow, rtol=0, atol=1e-5)
+    if not sigma:
+        assert torch.allclose(fast, deployed, rtol=0, atol=1e-5)
+    else:  # the noise moves the read-out
+        assert float((fast - deployed).abs().max()) > 1e-3
+    for a, b in zip(fast_grads, slow_grads):
+        assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-6)

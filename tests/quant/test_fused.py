@@ -164,3 +164,17 @@ def test_out_of_memory_is_not_a_compiler_failure(restore_fused, monkeypatch, err
     with pytest.raises(type(error)):
         pact_run(torch.randn(2, 3, 4, 4), 2.0)
     assert not fused.compiled_signatures_failed()
+
+
+@pytest.mark.parametrize("kernel", ["readout_value", "readout_delta"])
+def test_compiled_read_out_equals_an_independent_integer_computation(restore_fused, kernel):
+    """The one-pass read-out of integer partial sums: clamp(p >> m, -32, 31)·2^m + 2^(m-1)
+    (the half-LSB offset), minus p for the delta."""
+    g = torch.Generator().manual_seed(1)
+    p = torch.randint(-3000, 3000, (3, 5, 6, 6), generator=g)
+    p.view(-1)[:4] = torch.tensor([-2048, -2049, 1984, 1983])  # at the clip's edges for g = 64
+    expected = (p >> 6).clamp(-32, 31) * 64 + 32 - (p if kernel == "readout_delta" else 0)
+    fused.set_fused(True)
+    got = fused.call(kernel, p.float(), torch.tensor(64.0), torch.tensor(32.0), -32, 31)
+    assert not fused.compiled_signatures_failed(), "the kernels should compile on this machine"
+    assert torch.equal(got, expected.float())
