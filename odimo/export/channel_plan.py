@@ -47,11 +47,11 @@ from odimo.nn.conv import MappedConv2d
 from odimo.nn.mapping import quant_layers
 from odimo.nn.operator_split import SplitOperatorConv2d
 from odimo.nn.split import ExportActQuant, SplitConv2d
-from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, Uint7ActPact
+from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, UintActPact
 
 #: Modules that never mix channels: their inputs and output share one channel space.
 CHANNELWISE_MODULES = (
-    Uint7ActPact,
+    UintActPact,
     ExportActQuant,
     QuantAdd,
     QuantAvgPool2d,
@@ -301,8 +301,8 @@ def replace_shared(model: nn.Module, kind: type[nn.Module], make) -> None:
 
 @torch.no_grad()
 def freeze_activations(model: nn.Module) -> None:
-    """Replace every `Uint7ActPact` by an `ExportActQuant` with its constants (sharing kept)."""
-    replace_shared(model, Uint7ActPact, ExportActQuant.from_pact)
+    """Replace every `UintActPact` by an `ExportActQuant` with its constants (sharing kept)."""
+    replace_shared(model, UintActPact, ExportActQuant.from_pact)
 
 
 @torch.no_grad()

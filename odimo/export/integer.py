@@ -48,7 +48,7 @@ from odimo.quant import (
     QuantAdd,
     QuantAvgPool2d,
     TernaryWeightPerChannel,
-    Uint7ActPact,
+    UintActPact,
 )
 from odimo.quant.activation import pow2_exponent
 
@@ -59,12 +59,12 @@ def activation_names(model: nn.Module) -> dict[int, str]:
     """Name of every activation quantizer (its first module path), keyed by object id."""
     names: dict[int, str] = {}
     for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, Uint7ActPact):
+        if isinstance(module, UintActPact):
             names.setdefault(id(module), name)
     return names
 
 
-def activation_entry(act: Uint7ActPact) -> dict[str, Any]:
+def activation_entry(act: UintActPact) -> dict[str, Any]:
     """Clip, power-of-two step exponent and top level of one activation quantizer."""
     scale = float(act.scale())
     clip = float(act.clip.detach())
@@ -176,7 +176,7 @@ def integer_export(
         "activations": {
             acts[id(m)]: activation_entry(m)
             for m in modules.values()
-            if isinstance(m, Uint7ActPact) and id(m) in acts
+            if isinstance(m, UintActPact) and id(m) in acts
         },
         "adds": [
             {"name": n, "act": acts[id(m.act)]}

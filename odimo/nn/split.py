@@ -372,9 +372,9 @@ class SplitConv2d(nn.Conv2d):
 
 
 class ExportActQuant(nn.Module):
-    """Inference-only 7-bit PaCT quantizer with constants: floor(clamp(x, 0, clip)·sf)/sf.
+    """Inference-only unsigned PaCT quantizer with constants: floor(clamp(x, 0, clip)·sf)/sf.
 
-    Computes exactly what `Uint7ActPact` computes at inference, with plain torch ops and no
+    Computes exactly what `UintActPact` computes at inference, with plain torch ops and no
     autograd Function, so that it exports to ONNX as Clip, Mul, Floor, Div.
 
     Args:
@@ -392,7 +392,7 @@ class ExportActQuant(nn.Module):
 
     @classmethod
     def from_pact(cls, act: nn.Module) -> ExportActQuant:
-        """Freeze a `Uint7ActPact` at its current clip."""
+        """Freeze a `UintActPact` at its current clip."""
         return cls(float(act.clip.detach()), pow2_exponent(float(act.scale())), act.bits)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from odimo.nn.operator_split import (
     SearchOperatorConv2d,
     embed_depthwise,
 )
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 SPEC = ModelSpec("darkside_mbv1", (3, 32, 32), 10, (("width", 8),))
 
@@ -33,7 +33,7 @@ def test_embedded_depthwise_filter_is_the_depthwise_conv():
 def test_mapped_slot_computes_conv_channels_and_depthwise_channels_exactly():
     torch.manual_seed(0)
     platform = get_platform("darkside")
-    act = Uint7ActPact(6.0, bits=8)
+    act = UintActPact(6.0, bits=8)
     layer = MappedOperatorConv2d(8, 8, 3, platform=platform, input_quant=act)
     layer.init_quantizers()
     assignment = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
