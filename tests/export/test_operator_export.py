@@ -133,17 +133,26 @@ def test_unknown_weight_format_is_an_error() -> None:
         split_model(model, get_platform("darkside"))
 
 
-def test_integer_onnx_runs_the_depthwise_share_on_its_codes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["integer", "qdq"])
+def test_integer_forms_run_the_depthwise_share_on_its_codes(form: str, tmp_path: Path) -> None:
     from odimo.export.integer_onnx import export_integer_onnx
+    from odimo.export.qdq import export_qdq_onnx
 
     model = mapped_darkside("mixed", seed=5)
-    path = tmp_path / "int.onnx"
-    info = export_integer_onnx(model, get_platform("darkside"), path)
-    nodes = conv_nodes(path).items()
-    dwe = [v for w, v in nodes if w.startswith("features.slot") and w.endswith("dwe.weight")]
-    assert len(dwe) == 8 and all(shape[1] == 1 and group == shape[0] for shape, group in dwe)
+    path = tmp_path / f"{form}.onnx"
+    export = export_integer_onnx if form == "integer" else export_qdq_onnx
+    export(model, get_platform("darkside"), path)
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    groups = sorted(
+        next((a.i for a in n.attribute if a.name == "group"), 1)
+        for n in graph.node
+        if n.op_type == "Conv" and "slot" in n.name and "dwe" in n.name
+    )
+    assert groups == sorted(int((model.get_submodule(n).assignment == 1).sum())
+                            for n in searchable_names(model))  # fmt: skip
     x = torch.rand(4, *SPEC.input_size)
     with torch.no_grad():
         hard = model(x).numpy()
-    assert info["annotated_convs"] >= 16
     assert np.abs(run_onnx(path, x.numpy()) - hard).max() <= 1e-5
