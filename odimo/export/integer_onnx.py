@@ -35,7 +35,7 @@ from odimo.export.channel_plan import split_model
 from odimo.export.onnx import _require, export_onnx
 from odimo.hw.platform import Platform
 from odimo.nn.mapping import quant_layers
-from odimo.nn.operator_split import depthwise_rows
+from odimo.nn.operator_split import split_layout
 from odimo.nn.split import SplitConv2d, unit_quantization
 from odimo.quant.adc import AnalogReadout, rounding_offset
 
@@ -68,17 +68,6 @@ def check_patterns(mapped_model: nn.Module) -> None:
             )
 
 
-def unit_codes(codes: Tensor, layer: nn.Module, conv: nn.Conv2d, rows: Tensor, cols) -> Tensor:
-    """A unit conv's integer codes from the layer's (`unit_quantization(...).codes`): its `rows`,
-    input columns in `cols` order (groups = 1), or, for the depthwise unit of an
-    operator-choice slot (a depthwise conv in a groups = 1 layer), its filters [n, 1, K, K]."""
-    if conv.groups != layer.groups:
-        return depthwise_rows(codes, rows)
-    if layer.groups == 1:
-        return codes[rows][:, torch.tensor(cols, dtype=torch.long)]
-    return codes[rows]
-
-
 class IntegerUnitConv2d(nn.Module):
     """One unit conv of a split layer on integer codes (see the module doc)."""
 
@@ -86,7 +75,7 @@ class IntegerUnitConv2d(nn.Module):
         super().__init__()
         q = unit_quantization(layer, unit)
         index = torch.tensor(rows, dtype=torch.long)
-        codes = unit_codes(q.codes.cpu(), layer, conv, index, cols).float()
+        codes = split_layout(q.codes.cpu(), layer, unit, index, cols).float()
         # parameters (frozen), not buffers: the exporter and `export_onnx` look for parameters
         self.weight = nn.Parameter(codes, requires_grad=False)
         self.bias = nn.Parameter(q.bias_int.cpu()[index].float(), requires_grad=False)

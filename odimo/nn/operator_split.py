@@ -133,6 +133,20 @@ def depthwise_rows(weight: Tensor, rows: Tensor) -> Tensor:
     return filters.unsqueeze(1)
 
 
+def split_layout(
+    weight: Tensor, layer: nn.Module, unit: int, rows: Tensor, columns: Sequence[int]
+) -> Tensor:
+    """One unit's rows of a layer's weight (or integer codes) as the split network stores them:
+    input columns in `columns` order for a groups = 1 conv; the depthwise unit of an
+    operator-choice slot its filters [n, 1, K, K] (row i reads input channel rows[i])."""
+    if unit in getattr(layer, "depthwise_units", ()):
+        return depthwise_rows(weight, rows)
+    weight = weight[rows]
+    if layer.groups != 1:
+        return weight
+    return weight[:, torch.as_tensor(columns, dtype=torch.long, device=weight.device)]
+
+
 def input_runs(in_order: Sequence[int], channels: Sequence[int]) -> tuple[tuple[int, int], ...]:
     """(start, stop) slices of an input stored in `in_order` whose concatenation holds the
     input channels `channels`, in that order (consecutive positions share one slice)."""
@@ -189,9 +203,7 @@ class SplitOperatorConv2d(SplitConv2d):
         return conv.requires_grad_(False)
 
     def _unit_weight(self, unit: int, weight: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
-        if unit not in self.depthwise_units:
-            return super()._unit_weight(unit, weight, rows, columns)
-        return depthwise_rows(weight, rows)
+        return split_layout(weight, self, unit, rows, columns)
 
     def _unit_input(self, unit: int, x: Tensor) -> Tensor:
         runs = self.in_runs.get(unit)

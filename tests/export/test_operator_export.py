@@ -156,3 +156,27 @@ def test_integer_forms_run_the_depthwise_share_on_its_codes(form: str, tmp_path:
     with torch.no_grad():
         hard = model(x).numpy()
     assert np.abs(run_onnx(path, x.numpy()) - hard).max() <= 1e-5
+
+
+def test_integer_arrays_store_the_depthwise_filters() -> None:
+    """weights.npz / quant.json: the DWE rows are [m, 1, 3, 3] filters of their own input
+    channels, whose real values are the mapped slot's fake-quantized depthwise filters."""
+    from odimo.export.integer import integer_export
+
+    model = mapped_darkside("mixed", seed=6)
+    arrays, quant = integer_export(model, get_platform("darkside"))
+    entries = {e["name"]: e for e in quant["layers"]}
+    for name in searchable_names(model):
+        layer = model.get_submodule(name)
+        info = entries[name]["units"]["dwe"]
+        assert (
+            info["operator"] == "depthwise3x3"
+            and "operator" not in entries[name]["units"]["cluster"]
+        )
+        rows = torch.from_numpy(arrays[info["channels"]])
+        codes = torch.from_numpy(arrays[info["weight"]]).float()
+        assert codes.shape == (len(rows), 1, 3, 3) and len(rows) == int(layer.assignment.sum())
+        real = codes * 2.0 ** info["range_exp"] / info["levels"]
+        with torch.no_grad():
+            filters = layer.weight_quants[1](layer.dw_weight)
+        assert torch.equal(real, filters[rows])
