@@ -5,7 +5,7 @@ Every node of the traced graph gets a *kind*:
 
 - `conv` (an `nn.Conv2d`, with the `nn.BatchNorm2d` that alone reads it folded in: kind `bn`),
   `linear` (an `nn.Linear` on a flattened [N, F] tensor: the classifier, a 1x1 conv);
-- `act` (ReLU, ReLU6): a 7-bit PaCT quantizer in the quantized forms (its clamp at 0 is the ReLU);
+- `act` (ReLU, ReLU6): a PaCT quantizer in the quantized forms (its clamp at 0 is the ReLU);
 - `add` (a residual add of two tensors): `QuantAdd`, both addends on one shared quantizer;
 - `gpool` (global average pooling, any spelling): `QuantAvgPool2d`, which quantizes its input;
 - `cat` (concatenation), `keep` (operations that only move or select values: max pooling,
@@ -17,7 +17,7 @@ Every node of the traced graph gets a *kind*:
 Anything else (hard-swish, sigmoid gates, layer norm, attention, a BatchNorm that no conv
 precedes) raises `ConversionError` naming the node and its operation.
 
-Where the quantized forms quantize (odimo's own models put a 7-bit PaCT quantizer before every
+Where the quantized forms quantize (odimo's own models put a PaCT quantizer before every
 conv, on every residual add and before global pooling): each ReLU is a quantizer; a conv reads
 its input on the grid of the quantizer that produced it (through max pooling, reshapes,
 dropout); where a conv reads a tensor that is on no grid (the image, a BatchNorm output, a

@@ -45,12 +45,13 @@ from odimo.errors import ConfigError
 from odimo.hw.platform import Platform
 from odimo.nn.conv import MappedConv2d
 from odimo.nn.mapping import quant_layers
+from odimo.nn.operator_split import SplitOperatorConv2d
 from odimo.nn.split import ExportActQuant, SplitConv2d
-from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, Uint7ActPact
+from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, UintActPact
 
 #: Modules that never mix channels: their inputs and output share one channel space.
 CHANNELWISE_MODULES = (
-    Uint7ActPact,
+    UintActPact,
     ExportActQuant,
     QuantAdd,
     QuantAvgPool2d,
@@ -244,15 +245,41 @@ def _assign_orders(
     for node in pinned:
         if uf.find(node) in roots:
             spaces[roots[uf.find(node)]].pinned = True
-    for space in spaces:
-        if space.pinned or not space.producers:
+    keys = _space_keys(modules, spaces, convs, input_space, output_space)
+    for s, space in enumerate(spaces):
+        if space.pinned or not keys[s]:
             space.order = tuple(range(space.size))
         else:
-            units = num_units or modules[space.producers[0]].platform.num_units
-            space.order = reflected_order(
-                [modules[p].assignment.tolist() for p in space.producers], units
-            )
+            units = num_units or modules[keys[s][0]].platform.num_units
+            space.order = reflected_order([modules[p].assignment.tolist() for p in keys[s]], units)
     return ChannelPlan(spaces, input_space, output_space)
+
+
+def _space_keys(
+    modules: dict[str, nn.Module],
+    spaces: list[ChannelSpace],
+    convs: list[tuple[str, str, str]],
+    input_space: dict[str, int],
+    output_space: dict[str, int],
+) -> list[list[str]]:
+    """The layers whose assignments sort each space: its producers, except that the input and
+    output spaces of operator-choice layers (Darkside's slots) are linked into groups sorted by
+    one key, the group's choice layers then its other producers. A depthwise unit's channel c
+    reads input channel c, so with one order on both sides its share reads its input channels
+    in the order it writes them: a few contiguous slices instead of one per channel run."""
+    uf = _UnionFind()
+    choice = [n for n, _, _ in convs if getattr(modules[n], "operator_choice", False)]
+    for name in choice:
+        if spaces[input_space[name]].size == spaces[output_space[name]].size:
+            uf.union(str(input_space[name]), str(output_space[name]))
+    groups: dict[str, list[str]] = {}
+    for name in choice:
+        groups.setdefault(uf.find(str(output_space[name])), []).append(name)
+    for s, space in enumerate(spaces):
+        members = groups.get(uf.find(str(s)))
+        if members is not None:
+            members.extend(p for p in space.producers if p not in choice and p not in members)
+    return [groups.get(uf.find(str(s)), space.producers) for s, space in enumerate(spaces)]
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -274,8 +301,8 @@ def replace_shared(model: nn.Module, kind: type[nn.Module], make) -> None:
 
 @torch.no_grad()
 def freeze_activations(model: nn.Module) -> None:
-    """Replace every `Uint7ActPact` by an `ExportActQuant` with its constants (sharing kept)."""
-    replace_shared(model, Uint7ActPact, ExportActQuant.from_pact)
+    """Replace every `UintActPact` by an `ExportActQuant` with its constants (sharing kept)."""
+    replace_shared(model, UintActPact, ExportActQuant.from_pact)
 
 
 @torch.no_grad()
@@ -305,7 +332,8 @@ def split_model(mapped_model: nn.Module, platform: Platform) -> nn.Module:
     if missing:
         raise ConfigError(f"layers {missing[:3]} are never called in the forward pass")
     for name, layer in layers.items():
-        split = SplitConv2d.from_mapped(layer, plan.in_order(name), plan.out_order(name))
+        kind = SplitOperatorConv2d if layer.operator_choice else SplitConv2d
+        split = kind.from_mapped(layer, plan.in_order(name), plan.out_order(name))
         _set_submodule(model, name, split)
     freeze_activations(model)
     model.form = "split"

@@ -10,7 +10,9 @@ path, unit = `digital` / `analog`):
 - `<layer>.out_order` int64 [C_out]: original output channel at each output position.
 - `<layer>.<unit>.channels` int64 [n]: original output channel of each row of the unit.
 - `<layer>.<unit>.weight` int8 [n, C_in/groups, K_y, K_x]: digital: q in [-127, 127];
-  analog: ternary codes t in {-1, 0, 1}.
+  analog: ternary codes t in {-1, 0, 1}. A unit with the `depthwise3x3` operator in an
+  operator-choice layer (Darkside's DWE in a slot; its entry says `"operator": "depthwise3x3"`)
+  stores [n, 1, K_y, K_x]: row i is the 3x3 filter of input channel `channels[i]`.
 - `<layer>.<unit>.bias` int32 [n]: 16-bit bias codes b in [-32768, 32767].
 - `<layer>.<unit>.bias_step` float32 [n]: the bias step (weight step × input activation step,
   as the mapped layer computed it in float32); real bias = b · bias_step.
@@ -42,13 +44,14 @@ from odimo.hw import platform_identity
 from odimo.hw.platform import Platform
 from odimo.nn.conv import MappedConv2d
 from odimo.nn.mapping import quant_layers
+from odimo.nn.operator_split import split_layout
 from odimo.nn.split import unit_quantization, unit_segments
 from odimo.quant import (
     Int8WeightPow2,
     QuantAdd,
     QuantAvgPool2d,
     TernaryWeightPerChannel,
-    Uint7ActPact,
+    UintActPact,
 )
 from odimo.quant.activation import pow2_exponent
 
@@ -59,12 +62,12 @@ def activation_names(model: nn.Module) -> dict[int, str]:
     """Name of every activation quantizer (its first module path), keyed by object id."""
     names: dict[int, str] = {}
     for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, Uint7ActPact):
+        if isinstance(module, UintActPact):
             names.setdefault(id(module), name)
     return names
 
 
-def activation_entry(act: Uint7ActPact) -> dict[str, Any]:
+def activation_entry(act: UintActPact) -> dict[str, Any]:
     """Clip, power-of-two step exponent and top level of one activation quantizer."""
     scale = float(act.scale())
     clip = float(act.clip.detach())
@@ -88,9 +91,7 @@ def _unit_export(
 ) -> dict[str, Any]:
     """Arrays of one unit of one layer (added to `arrays`) and its JSON entry."""
     q = unit_quantization(layer, unit)
-    codes = q.codes.cpu()[rows]
-    if layer.groups == 1:
-        codes = codes[:, columns]
+    codes = split_layout(q.codes.cpu(), layer, unit, rows, columns)
     arrays[f"{key}.channels"] = rows.numpy().astype(np.int64)
     arrays[f"{key}.weight"] = codes.numpy().astype(np.int8)
     arrays[f"{key}.bias"] = q.bias_int.cpu()[rows].numpy().astype(np.int32)
@@ -103,6 +104,8 @@ def _unit_export(
         "bias_step": f"{key}.bias_step",
         "channels": f"{key}.channels",
     }
+    if unit in getattr(layer, "depthwise_units", ()):  # row i: the filter of input channels[i]
+        entry["operator"] = "depthwise3x3"
     if isinstance(wq, Int8WeightPow2):
         entry.update(
             weight_format="int8_pow2",
@@ -176,7 +179,7 @@ def integer_export(
         "activations": {
             acts[id(m)]: activation_entry(m)
             for m in modules.values()
-            if isinstance(m, Uint7ActPact) and id(m) in acts
+            if isinstance(m, UintActPact) and id(m) in acts
         },
         "adds": [
             {"name": n, "act": acts[id(m.act)]}

@@ -35,6 +35,7 @@ from odimo.export.channel_plan import split_model
 from odimo.export.onnx import _require, export_onnx
 from odimo.hw.platform import Platform
 from odimo.nn.mapping import quant_layers
+from odimo.nn.operator_split import split_layout
 from odimo.nn.split import SplitConv2d, unit_quantization
 from odimo.quant.adc import AnalogReadout, rounding_offset
 
@@ -74,9 +75,7 @@ class IntegerUnitConv2d(nn.Module):
         super().__init__()
         q = unit_quantization(layer, unit)
         index = torch.tensor(rows, dtype=torch.long)
-        codes = q.codes.cpu()[index].float()
-        if layer.groups == 1:
-            codes = codes[:, torch.tensor(cols, dtype=torch.long)]
+        codes = split_layout(q.codes.cpu(), layer, unit, index, cols).float()
         # parameters (frozen), not buffers: the exporter and `export_onnx` look for parameters
         self.weight = nn.Parameter(codes, requires_grad=False)
         self.bias = nn.Parameter(q.bias_int.cpu()[index].float(), requires_grad=False)

@@ -43,6 +43,7 @@ from odimo.export.channel_plan import replace_shared
 from odimo.export.integer_onnx import integer_model
 from odimo.export.onnx import export_onnx
 from odimo.hw.platform import Platform
+from odimo.nn.operator_split import split_layout
 from odimo.nn.split import ExportActQuant, unit_quantization
 from odimo.quant.adc import rounding_offset
 
@@ -120,9 +121,7 @@ class QdqUnitConv2d(nn.Module):
         super().__init__()
         q = unit_quantization(layer, unit)
         index = torch.tensor(rows, dtype=torch.long)
-        codes = q.codes.cpu()[index]
-        if layer.groups == 1:
-            codes = codes[:, torch.tensor(cols, dtype=torch.long)]
+        codes = split_layout(q.codes.cpu(), layer, unit, index, cols)
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.groups, self.pad = conv.groups, 0
         self.readout = getattr(conv, "readout", None)

@@ -21,13 +21,13 @@ from torch import Tensor, nn
 from odimo.nn.conv import MappedConv2d
 from odimo.nn.mapping import quant_layers
 from odimo.nn.split import unit_quantization
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 #: Pre-activations closer than this to a quantisation step (in steps) are on it.
 TIE_TOLERANCE = 1e-9
 
 
-def snap_ties(module: Uint7ActPact, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+def snap_ties(module: UintActPact, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """Forward pre-hook of a PaCT quantizer: move near-ties exactly onto the step."""
     x = args[0]
     scale = module.scale().to(x.dtype)
@@ -87,6 +87,6 @@ def exact_reference(mapped_model: nn.Module) -> nn.Module:
     """A float64 CPU copy of a mapped model that computes its exact-arithmetic outputs."""
     ref = with_quant_layers_replaced(mapped_model, ExactMappedConv).double()
     for m in ref.modules():
-        if isinstance(m, Uint7ActPact):
+        if isinstance(m, UintActPact):
             m.register_forward_pre_hook(snap_ties)
     return ref

@@ -17,10 +17,10 @@ from torch import nn
 from torch.optim import Optimizer
 
 from odimo.errors import ConfigError
-from odimo.quant import Int8WeightPow2, TernaryWeightPerChannel, Uint7ActPact
+from odimo.quant import Int8WeightPow2, TernaryWeightPerChannel, UintActPact
 
 GROUPS = ("weights", "alpha", "quant")
-_QUANTIZERS = (Uint7ActPact, Int8WeightPow2, TernaryWeightPerChannel)
+_QUANTIZERS = (UintActPact, Int8WeightPow2, TernaryWeightPerChannel)
 
 
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:

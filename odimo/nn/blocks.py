@@ -2,7 +2,7 @@
 """Blocks shared by the model zoo, the sampled spaces and the converter's users, written once
 against the layer factory (float/search/mapped form).
 
-Like every odimo network, each conv consumes `act(x)`: a ReLU in the float form, a 7-bit PaCT
+Like every odimo network, each conv consumes `act(x)`: a ReLU in the float form, a PaCT
 quantizer in the quantized forms.
 """
 

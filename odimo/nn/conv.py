@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from odimo.hw.geometry import LayerGeometry
 from odimo.hw.platform import Platform
-from odimo.quant import WEIGHT_QUANTIZERS, Int16Bias, Uint7ActPact
+from odimo.quant import WEIGHT_QUANTIZERS, Int16Bias, UintActPact
 from odimo.quant.adc import AnalogReadout
 from odimo.quant.weight import Factored
 
@@ -92,7 +92,7 @@ class QuantConv2d(nn.Conv2d):
         groups: int = 1,
         *,
         platform: Platform,
-        input_quant: Uint7ActPact,
+        input_quant: UintActPact,
     ):
         super().__init__(
             in_channels,

@@ -2,8 +2,8 @@
 """Layer factories: the same architecture code builds the float, search and mapped forms.
 
 Every architecture consumes `act(x)` before each conv: in the float form `act` is a ReLU and
-the conv carries its BatchNorm; in the quantized forms `act` is a 7-bit PaCT quantizer (whose
-clamp at 0 is the ReLU) and BatchNorm is folded into the conv.
+the conv carries its BatchNorm; in the quantized forms `act` is a PaCT quantizer with the
+platform's activation bits (whose clamp at 0 is the ReLU) and BatchNorm is folded into the conv.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from odimo.nn.operator_split import (
     OperatorChoiceConv2dBN,
     SearchOperatorConv2d,
 )
-from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, Uint7ActPact
+from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, UintActPact
 
 FORMS = ("float", "search", "mapped")
 
@@ -85,10 +85,10 @@ class QuantOps:
         self.form = "search" if search else "mapped"
 
     def input_act(self) -> nn.Module:
-        return Uint7ActPact(INPUT_CLIP, bits=self.platform.activation_bits)
+        return UintActPact(INPUT_CLIP, bits=self.platform.activation_bits)
 
     def act(self) -> nn.Module:
-        return Uint7ActPact(ACT_CLIP, bits=self.platform.activation_bits)
+        return UintActPact(ACT_CLIP, bits=self.platform.activation_bits)
 
     def conv(
         self,

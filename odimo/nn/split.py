@@ -253,22 +253,42 @@ class SplitConv2d(nn.Conv2d):
             raise ValueError("a depthwise conv must run on one unit, with in_order == out_order")
         for u, name in enumerate(self.unit_names):
             n = len(self.unit_channels[u])
-            conv = None
-            if n:
-                conv = UnitConv2d(
-                    in_channels,
-                    n,
-                    self.kernel_size,
-                    self.stride,
-                    self.padding,
-                    self.dilation,
-                    groups=n if depthwise else 1,
-                    bias=True,
-                    device=device,
-                    dtype=dtype,
-                )
-                conv.requires_grad_(False)
+            conv = self._unit_conv(u, n, device, dtype) if n else None
             self.add_module(name, conv)
+
+    def _unit_conv(
+        self, unit: int, n: int, device: torch.device | str | None, dtype: torch.dtype | None
+    ) -> UnitConv2d:
+        """The conv of a unit holding `n` channels: it reads every input channel (a depthwise
+        layer's conv reads its own n)."""
+        conv = UnitConv2d(
+            self.in_channels,
+            n,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            groups=n if self.groups > 1 else 1,
+            bias=True,
+            device=device,
+            dtype=dtype,
+        )
+        return conv.requires_grad_(False)
+
+    def _unit_weight(self, unit: int, weight: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
+        """A unit conv's weight: the unit's rows of the layer's weight, input columns in
+        `in_order` (a depthwise layer has one column per row, nothing to reorder)."""
+        weight = weight[rows]
+        return weight[:, columns] if self.groups == 1 else weight
+
+    def _unit_input(self, unit: int, x: Tensor) -> Tensor:
+        """What a unit conv reads: the whole input here."""
+        return x
+
+    @classmethod
+    def _options_of(cls, layer: MappedConv2d) -> dict:
+        """Constructor options a subclass takes from the mapped layer (none here)."""
+        return {}
 
     @classmethod
     @torch.no_grad()
@@ -299,6 +319,7 @@ class SplitConv2d(nn.Conv2d):
             out_order=out_order,
             device=layer.weight.device,
             dtype=layer.weight.dtype,
+            **cls._options_of(layer),
         )
         columns = torch.tensor(split.in_order, dtype=torch.long, device=layer.weight.device)
         for u, conv in split.unit_convs():
@@ -306,10 +327,8 @@ class SplitConv2d(nn.Conv2d):
                 split.unit_channels[u], dtype=torch.long, device=layer.weight.device
             )
             q = unit_quantization(layer, u)
-            weight = q.conv_weight(conv.weight.dtype)[rows]
-            if layer.groups == 1:
-                weight = weight[:, columns]
-            conv.weight.copy_(weight)
+            weight = q.conv_weight(conv.weight.dtype)
+            conv.weight.copy_(split._unit_weight(u, weight, rows, columns))
             conv.bias.copy_(q.conv_bias(conv.bias.dtype)[rows])
             if q.out_scale is not None:
                 conv.out_scale = q.out_scale[rows].view(1, -1, 1, 1).to(conv.weight.dtype)
@@ -336,7 +355,7 @@ class SplitConv2d(nn.Conv2d):
         return torch.tensor([float(len(ch)) for ch in self.unit_channels])
 
     def forward(self, x: Tensor) -> Tensor:
-        outs = {u: conv(x) for u, conv in self.unit_convs()}
+        outs = {u: conv(self._unit_input(u, x)) for u, conv in self.unit_convs()}
         if self._plain:
             parts = list(outs.values())
         else:
@@ -353,9 +372,9 @@ class SplitConv2d(nn.Conv2d):
 
 
 class ExportActQuant(nn.Module):
-    """Inference-only 7-bit PaCT quantizer with constants: floor(clamp(x, 0, clip)·sf)/sf.
+    """Inference-only unsigned PaCT quantizer with constants: floor(clamp(x, 0, clip)·sf)/sf.
 
-    Computes exactly what `Uint7ActPact` computes at inference, with plain torch ops and no
+    Computes exactly what `UintActPact` computes at inference, with plain torch ops and no
     autograd Function, so that it exports to ONNX as Clip, Mul, Floor, Div.
 
     Args:
@@ -373,7 +392,7 @@ class ExportActQuant(nn.Module):
 
     @classmethod
     def from_pact(cls, act: nn.Module) -> ExportActQuant:
-        """Freeze a `Uint7ActPact` at its current clip."""
+        """Freeze a `UintActPact` at its current clip."""
         return cls(float(act.clip.detach()), pow2_exponent(float(act.scale())), act.bits)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 """Quantizers: PaCT activations, per-unit weight quantizers, integer bias, quantized add/pool."""
 
 from odimo.quant import fused
-from odimo.quant.activation import Uint7ActPact
+from odimo.quant.activation import Uint7ActPact, UintActPact
 from odimo.quant.ops import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d
 from odimo.quant.weight import (
     WEIGHT_QUANTIZERS,
@@ -22,6 +22,7 @@ __all__ = [
     "QuantAvgPool2d",
     "TernaryWeightPerChannel",
     "Uint7ActPact",
+    "UintActPact",
     "fused",
     "ternary_lsq_scale",
 ]

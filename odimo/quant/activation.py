@@ -32,17 +32,18 @@ class _PactFloor(torch.autograd.Function):
         return fused.call("pact_backward_x", x, clip, grad), None, None
 
 
-class Uint7ActPact(nn.Module):
-    """7-bit unsigned activation quantizer (the clamp at 0 is the ReLU).
+class UintActPact(nn.Module):
+    """Unsigned `bits`-bit activation quantizer (the clamp at 0 is the ReLU); the platform
+    sets the bits (`Platform.activation_bits`: 7 on DIANA, 8 on Darkside).
 
     The clip `a` stays a continuous learned parameter; each forward derives the power-of-two
-    scale sf = 2^floor(log2(127/a)) from it (no write-back, unlike the original code, whose
-    snapping let clips move only in x2 jumps). Levels are integers 0..floor(a·sf) <= 127,
-    step 1/sf.
+    scale sf = 2^floor(log2(L/a)) from it, L = 2^bits - 1 (no write-back, unlike the original
+    code, whose snapping let clips move only in x2 jumps). Levels are integers
+    0..floor(a·sf) <= L, step 1/sf.
 
     Args:
         init_clip: initial clip (1.0 for an image input in [0, 1], 6.0 elsewhere).
-        bits: activation bits (7 on DIANA).
+        bits: activation bits (7 on DIANA, 8 on Darkside).
     """
 
     def __init__(self, init_clip: float = 6.0, bits: int = 7):
@@ -67,6 +68,11 @@ class Uint7ActPact(nn.Module):
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, clip={self.clip.item():.4g}"
+
+
+#: The name from when every platform had 7-bit activations; kept for imports (state-dict keys
+#: never held a class name, and a pickle naming it still loads).
+Uint7ActPact = UintActPact
 
 
 def pow2_exponent(value: float) -> int:

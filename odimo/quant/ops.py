@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Quantized residual add and average pooling (both re-quantise with a 7-bit PaCT)."""
+"""Quantized residual add and average pooling (both re-quantise with a PaCT quantizer)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from odimo.quant.activation import Uint7ActPact
+from odimo.quant.activation import UintActPact
 
 
 class QuantAdd(nn.Module):
@@ -14,7 +14,7 @@ class QuantAdd(nn.Module):
     Both addends land on the same power-of-two grid, so the sum is exact in integers.
     """
 
-    def __init__(self, act: Uint7ActPact):
+    def __init__(self, act: UintActPact):
         super().__init__()
         self.act = act
 
@@ -25,7 +25,7 @@ class QuantAdd(nn.Module):
 class QuantAvgPool2d(nn.Module):
     """Global average pooling that quantises its INPUT (not its output), keeping [N, C, 1, 1]."""
 
-    def __init__(self, act: Uint7ActPact):
+    def __init__(self, act: UintActPact):
         super().__init__()
         self.act = act
 

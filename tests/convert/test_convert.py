@@ -14,7 +14,7 @@ from odimo.models import ModelSpec, build_model, fold_float_into, searchable_nam
 from odimo.nn import Mapping, apply_mapping, quant_layers
 from odimo.nn.conv import Conv2dBN, MappedConv2d, SearchConv2d, hard_mapping
 from odimo.nn.factory import make_ops
-from odimo.quant import QuantAdd, QuantAvgPool2d, Uint7ActPact
+from odimo.quant import QuantAdd, QuantAvgPool2d, UintActPact
 from tests.convert.nets import Branchy, Mixed, Normed
 
 #: The listed torchvision archs; the two heavy ones (vgg11_bn: 130 M parameters) are slow.
@@ -221,7 +221,7 @@ def test_build_model_through_the_registry(diana) -> None:
         g.name for g in record_geometry(mapped, spec.input_size)
     ]
     assert isinstance(mapped.get_submodule("features.2"), nn.MaxPool2d)
-    assert any(isinstance(m, Uint7ActPact) for m in mapped.modules())
+    assert any(isinstance(m, UintActPact) for m in mapped.modules())
     search = build_model(spec, "search", diana)
     fold_float_into(search, float_model)
     apply_mapping(search, _all_digital(search, diana))

@@ -13,7 +13,7 @@ from odimo.hw import get_platform, record_geometry
 from odimo.models import ModelSpec, build_model, searchable_names
 from odimo.nn.baselines import baseline_mapping
 from odimo.nn.report import cost_report
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 from tests.convert.nets import PlainResNet20
 
 #: DIANA's baselines (the default platform).
@@ -52,7 +52,7 @@ def test_user_resnet20_costs_exactly_like_odimo_res20(diana) -> None:
     digital = _report(theirs, s, "all_digital", diana)
     assert digital["latency_cycles"] == pytest.approx(257_673.25)  # the README's check value
     # the same number of activation quantizers as odimo's res20 (input, 2 per block, 2 adds)
-    count = lambda m: len({id(q) for q in m.modules() if isinstance(q, Uint7ActPact)})  # noqa: E731
+    count = lambda m: len({id(q) for q in m.modules() if isinstance(q, UintActPact)})  # noqa: E731
     assert (
         count(build_model(s, "mapped", diana))
         == count(build_model(ModelSpec("res20", (3, 32, 32), 10), "mapped", diana))

@@ -22,7 +22,7 @@ from odimo.hw import Diana, get_platform, with_analog
 from odimo.hw.analog import AdcConfig, AnalogArithmetic
 from odimo.models import ModelSpec, build_model
 from odimo.nn import Mapping, apply_mapping, quant_layers
-from odimo.quant import Int8WeightPow2, TernaryWeightPerChannel, Uint7ActPact
+from odimo.quant import Int8WeightPow2, TernaryWeightPerChannel, UintActPact
 from odimo.quant.adc import calibrate_readouts
 
 #: Small inputs keep the tests fast; every final feature map is 1x1 or a power-of-two area.
@@ -58,7 +58,7 @@ def _randomise(model: nn.Module, seed: int) -> None:
         assert isinstance(digital, Int8WeightPow2)
         layer.weight.copy_(digital(layer.weight))
     for m in model.modules():
-        if isinstance(m, Uint7ActPact):
+        if isinstance(m, UintActPact):
             m.clip.fill_(float(torch.empty(()).uniform_(0.8, 8.0, generator=g)))
 
 
@@ -112,7 +112,7 @@ def exact_reference(model: nn.Module) -> nn.Module:
     """
     ref = copy.deepcopy(model).double().eval()
     for m in ref.modules():
-        if isinstance(m, Uint7ActPact):
+        if isinstance(m, UintActPact):
             m.register_forward_pre_hook(snap_ties)
     return ref
 

@@ -11,7 +11,7 @@ import torch
 
 from odimo.export import integer_export, split_layers, split_model
 from odimo.nn import quant_layers
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 from . import random_mapped
 
@@ -85,7 +85,7 @@ def test_orders_and_channels(exported) -> None:
 def test_activations_and_json(exported) -> None:
     model, _, _, quant = exported
     json.dumps(quant)  # plain JSON types only
-    acts = {id(m) for m in model.modules() if isinstance(m, Uint7ActPact)}
+    acts = {id(m) for m in model.modules() if isinstance(m, UintActPact)}
     assert len(quant["activations"]) == len(acts)
     for entry in quant["activations"].values():
         assert entry["step"] == 2.0 ** -entry["scale_exp"]

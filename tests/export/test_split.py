@@ -15,7 +15,7 @@ from odimo.hw import GeometryTable, record_geometry
 from odimo.models import build_model
 from odimo.nn import model_mapping, quant_layers
 from odimo.nn.split import ExportActQuant, SplitConv2d, UnitConv2d, unit_segments
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 from . import MAPPINGS, SPECS, exact_reference, inputs, random_mapped
 
@@ -73,7 +73,7 @@ def test_split_layers_and_geometry(name: str, kind: str) -> None:
                 assert isinstance(conv, UnitConv2d) and conv.out_channels == counts[u]
                 assert conv.cost_exempt
         assert layer.weight is None
-    assert not any(isinstance(m, Uint7ActPact) for m in split.modules())
+    assert not any(isinstance(m, UintActPact) for m in split.modules())
     geometry = record_geometry(model, SPECS[name].input_size)
     assert record_geometry(split, SPECS[name].input_size) == geometry
     names = [g.name for g in geometry]

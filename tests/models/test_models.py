@@ -30,7 +30,7 @@ from odimo.nn import (
     search_layers,
 )
 from odimo.nn.mapping import quant_layers
-from odimo.quant import QuantAdd, Uint7ActPact
+from odimo.quant import QuantAdd, UintActPact
 from tests.reference import REFERENCE_SPECS
 
 # Method §8, verbatim: `name c_in→c_out k/s/g @o_x×o_y`, in execution order.
@@ -246,4 +246,4 @@ def test_apply_mapping_to_a_whole_model(diana):
     layers["backbone.bb_3.point"] = (1, 0) * 16
     apply_mapping(model, type(mapping)(mapping.platform, mapping.units, layers))
     assert model.backbone.bb_3.point.active_units() == (0, 1)
-    assert isinstance(model.backbone.bb_3.point_act, Uint7ActPact)
+    assert isinstance(model.backbone.bb_3.point_act, UintActPact)

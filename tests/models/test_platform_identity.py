@@ -59,3 +59,24 @@ def test_pareto_refuses_a_mix_of_platforms_unless_grouped(tmp_path):
     out = pareto_run(compose_cfg([f"sweep_dir={tmp_path}", "group_by_platform=true"]))
     assert sorted(r["n_jobs"] for r in out.values()) == [1, 2]
     assert all(Path(r["out_dir"]).name.startswith("diana_") for r in out.values())
+
+
+def test_pareto_entry_point_refuses_two_chips_in_one_line(tmp_path):
+    """Darkside and DIANA jobs in one sweep: exit 2 and one line naming the way out."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.tasks.helpers import REPO
+
+    _job(tmp_path, "a", get_platform("diana"), 0.9, 1.0)
+    _job(tmp_path, "b", get_platform("darkside"), 0.8, 0.5)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "tasks/pareto.py", f"sweep_dir={tmp_path}", f"out_dir={tmp_path / 'o'}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "costed on 2 platforms" in lines[0] and "group_by_platform=true" in lines[0]

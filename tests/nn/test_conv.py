@@ -17,14 +17,14 @@ from odimo.nn import (
     search_layers,
     set_temperature,
 )
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 DIGITAL, ANALOG = 0, 1
 
 
 def make_search(diana, c_in=4, c_out=6, k=3, stride=1, groups=1, clip=2.0) -> SearchConv2d:
     layer = SearchConv2d(
-        c_in, c_out, k, stride, groups, platform=diana, input_quant=Uint7ActPact(clip)
+        c_in, c_out, k, stride, groups, platform=diana, input_quant=UintActPact(clip)
     )
     with torch.no_grad():
         layer.bias.normal_(0, 0.3)
@@ -40,7 +40,7 @@ def make_mapped(diana, c_in=4, c_out=6, k=3, stride=1, groups=1, assignment=None
         stride,
         groups,
         platform=diana,
-        input_quant=Uint7ActPact(2.0),
+        input_quant=UintActPact(2.0),
         assignment=assignment,
     )
     with torch.no_grad():

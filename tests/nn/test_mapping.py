@@ -13,7 +13,7 @@ from odimo.errors import MappingError
 from odimo.hw import LayerGeometry
 from odimo.nn import MappedConv2d, Mapping, SearchConv2d, apply_mapping, model_mapping
 from odimo.nn.mapping import FORMAT, quant_layers
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 GEOMETRY = [
     LayerGeometry("conv", 3, 4, 3, 3, 1, 1, 8, 8),
@@ -145,7 +145,7 @@ class _Net(nn.Module):
     def __init__(self, platform, search: bool):
         super().__init__()
         cls = SearchConv2d if search else MappedConv2d
-        self.act = Uint7ActPact(1.0)
+        self.act = UintActPact(1.0)
         self.conv = cls(3, 4, 3, platform=platform, input_quant=self.act)
         self.dw = MappedConv2d(4, 4, 3, 1, 4, platform=platform, input_quant=self.act)
         self.fc = cls(4, 2, 1, platform=platform, input_quant=self.act)
@@ -181,7 +181,7 @@ def test_apply_mapping_errors(diana):
 
 def test_apply_mapping_rejects_analog_on_a_depthwise_search_conv(diana):
     """A search conv whose unit cannot run it would silently keep another argmax."""
-    act = Uint7ActPact(1.0)
+    act = UintActPact(1.0)
     net = nn.Module()
     net.dw = SearchConv2d(4, 4, 3, 1, 4, platform=diana, input_quant=act)
     with pytest.raises(MappingError, match=r"layer 'dw'.*\['analog'\] cannot run"):

@@ -17,7 +17,7 @@ from odimo.nn.operator_split import (
     SearchOperatorConv2d,
     embed_depthwise,
 )
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 SPEC = ModelSpec("darkside_mbv1", (3, 32, 32), 10, (("width", 8),))
 
@@ -33,7 +33,7 @@ def test_embedded_depthwise_filter_is_the_depthwise_conv():
 def test_mapped_slot_computes_conv_channels_and_depthwise_channels_exactly():
     torch.manual_seed(0)
     platform = get_platform("darkside")
-    act = Uint7ActPact(6.0, bits=8)
+    act = UintActPact(6.0, bits=8)
     layer = MappedOperatorConv2d(8, 8, 3, platform=platform, input_quant=act)
     layer.init_quantizers()
     assignment = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
@@ -110,3 +110,38 @@ def test_channels_move_both_ways_from_an_even_split():
         )
     to_dwe, to_cluster = _alpha_steps(+1.0), _alpha_steps(-1.0)
     assert to_dwe[1] > start[1] + 20 and to_cluster[0] > start[0] + 20
+
+
+def test_depthwise_unit_quantizes_its_filters_as_the_embedded_weight():
+    """The shortcut (quantize the C filters, then embed) equals quantizing the embedded C x C
+    weight: same forward and same gradients for every parameter of the searched slot."""
+    from odimo.nn.conv import QuantConv2d
+
+    torch.manual_seed(0)
+    platform = get_platform("darkside")
+    act = UintActPact(6.0, bits=8)
+    layer = SearchOperatorConv2d(8, 8, 3, 1, 1, platform=platform, input_quant=act)
+    layer.init_quantizers()
+    with torch.no_grad():
+        layer.alpha.normal_()
+        layer.weight_quants[1].log2_range.sub_(1.0)  # some filters now clip at the range
+    x = torch.rand(2, 8, 5, 5) * 6
+
+    def grads(weight_bias) -> dict[str, torch.Tensor]:
+        layer.zero_grad()
+        mix = layer.unit_weights()
+        parts = [weight_bias(u) for u in (0, 1)]
+        weight = sum(mix[u].view(-1, 1, 1, 1) * parts[u][0] for u in (0, 1))
+        bias = sum(mix[u] * parts[u][1] for u in (0, 1))
+        y = F.conv2d(act(x), weight, bias, padding=1)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        out = {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}
+        return {"y": y.detach(), **out}
+
+    fast = grads(layer.unit_weight_bias)
+    generic = grads(lambda u: QuantConv2d.unit_weight_bias(layer, u))  # quantizes C x C
+    assert fast.keys() == generic.keys() and {"dw_weight", "alpha", "weight"} <= fast.keys()
+    assert any("log2_range" in k for k in fast)
+    for key in fast:
+        assert torch.allclose(fast[key], generic[key], atol=1e-6, rtol=1e-5), key
+    assert not torch.equal(fast["dw_weight"], torch.zeros_like(fast["dw_weight"]))

@@ -22,13 +22,13 @@ from odimo.nn import (
 )
 from odimo.nn.baselines import baseline_mapping
 from odimo.nn.slack import fill_slack
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 
 SPEC = ModelSpec("res20", (1, 16, 16), 10)
 
 
 def make_layer(diana, c_out: int = 6) -> SearchConv2d:
-    layer = SearchConv2d(4, c_out, 3, 1, 1, platform=diana, input_quant=Uint7ActPact(2.0))
+    layer = SearchConv2d(4, c_out, 3, 1, 1, platform=diana, input_quant=UintActPact(2.0))
     layer.init_quantizers()
     return layer
 

@@ -10,12 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 from odimo.quant.activation import pow2_exponent
 
 
-def quantizer(clip: float) -> Uint7ActPact:
-    return Uint7ActPact(init_clip=clip)
+def quantizer(clip: float) -> UintActPact:
+    return UintActPact(init_clip=clip)
 
 
 @pytest.mark.parametrize(
@@ -85,6 +85,26 @@ def test_clip_is_continuous_and_never_written_back():
 
 def test_bad_init_and_helpers():
     with pytest.raises(ValueError, match="init_clip"):
-        Uint7ActPact(init_clip=0.0)
+        UintActPact(init_clip=0.0)
     assert pow2_exponent(0.0625) == -4 and pow2_exponent(6.0) == 2
     assert "bits=7" in repr(quantizer(1.0))
+
+
+def test_old_name_still_loads() -> None:
+    """`Uint7ActPact` was renamed `UintActPact` (its bits come from the platform): the old name
+    imports, state-dict keys are unchanged, and a pickle that names the old class loads."""
+    import pickle
+
+    from odimo.quant import Uint7ActPact
+    from odimo.quant.activation import UintActPact as Renamed
+
+    assert Uint7ActPact is Renamed
+    act = Renamed(6.0, bits=8)
+    act.load_state_dict({"clip": torch.tensor(2.5)})  # the only key the old class saved
+    assert list(act.state_dict()) == ["clip"]
+    old = pickle.dumps(act, protocol=0).replace(b"\nUintActPact\n", b"\nUint7ActPact\n")
+    assert b"odimo.quant.activation\nUint7ActPact\n" in old
+    loaded = pickle.loads(old)
+    x = torch.linspace(-1.0, 4.0, 101)
+    assert type(loaded) is Renamed and loaded.bits == 8
+    assert torch.equal(loaded(x), act(x)) and float(loaded.clip.detach()) == 2.5

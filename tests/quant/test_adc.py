@@ -13,7 +13,7 @@ from odimo.errors import ConfigError
 from odimo.hw import Diana, get_platform, with_analog
 from odimo.hw.analog import AdcConfig, AnalogArithmetic, NoiseConfig, analog_from_config
 from odimo.nn.conv import MappedConv2d, SearchConv2d
-from odimo.quant import Uint7ActPact
+from odimo.quant import UintActPact
 from odimo.quant.adc import (
     AnalogReadout,
     calibrate_readouts,
@@ -158,7 +158,7 @@ def test_seeded_noise_is_reproducible_and_zero_sigma_is_noiseless() -> None:
 
 
 def _layers(platform, assignment):
-    act = Uint7ActPact(4.0)
+    act = UintActPact(4.0)
     layer = MappedConv2d(48, 8, 3, platform=platform, input_quant=act)
     torch.nn.init.normal_(layer.weight, std=0.1)
     torch.nn.init.normal_(layer.bias, std=0.1)
@@ -211,7 +211,7 @@ def test_training_forward_reads_out_like_the_deployed_layer() -> None:
 
 def test_search_hard_eval_and_mixture_use_the_read_out() -> None:
     chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, 288)))
-    act = Uint7ActPact(4.0)
+    act = UintActPact(4.0)
     search = SearchConv2d(48, 8, 3, platform=chip, input_quant=act)
     torch.nn.init.normal_(search.weight, std=0.1)
     search.init_quantizers()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from odimo.quant import Uint7ActPact, fused
+from odimo.quant import UintActPact, fused
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def restore_fused():
 
 
 def pact_run(x: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    act = Uint7ActPact(clip)
+    act = UintActPact(clip)
     x = x.clone().requires_grad_()
     y = act(x)
     y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
@@ -45,7 +45,7 @@ def test_compiled_kernels_equal_eager(restore_fused, shape):
 
 
 def test_clip_without_gradient_uses_the_x_only_kernel(restore_fused):
-    act = Uint7ActPact(2.0)
+    act = UintActPact(2.0)
     act.clip.requires_grad_(False)
     x = (torch.randn(3, 4, 5, 5) * 3).requires_grad_()
     act(x).sum().backward()
@@ -122,7 +122,7 @@ def test_ranks_ones_and_layouts_share_one_kernel(restore_fused):
     cases.append((torch.randn(3, 4) * 3).t())  # dense but transposed: copied first
     fused.set_fused(True)
     for x in cases:
-        act = Uint7ActPact(2.5)
+        act = UintActPact(2.5)
         results = []
         for enabled in (True, False):
             fused.set_fused(enabled)

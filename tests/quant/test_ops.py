@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, Uint7ActPact
+from odimo.quant import FloatAdd, FloatAvgPool2d, QuantAdd, QuantAvgPool2d, UintActPact
 
 
 def test_quant_add_quantizes_both_addends_with_one_shared_clip():
-    act = Uint7ActPact(2.0)
+    act = UintActPact(2.0)
     add = QuantAdd(act)
     assert [p for p in add.parameters()] == [act.clip]  # one clip, the given one
     a = (torch.randn(2, 4, 5, 5) * 2).requires_grad_()
@@ -26,7 +26,7 @@ def test_quant_add_quantizes_both_addends_with_one_shared_clip():
 
 
 def test_quant_avg_pool_quantizes_its_input_not_its_output():
-    act = Uint7ActPact(1.0)  # step 1/64
+    act = UintActPact(1.0)  # step 1/64
     pool = QuantAvgPool2d(act)
     x = torch.tensor([[[[0.015, 0.015], [0.015, 0.02]]]])
     y = pool(x)
