@@ -84,6 +84,17 @@ def test_system_task_refuses_bad_input(tmp_path: Path) -> None:
                 "little.cost_column=macs",
             )
         )
+    (tmp_path / "big" / "config.yaml").write_text("dataset: {input_size: [1, 28, 28]}\n")
+    catalogue = tmp_path / "cat.csv"
+    catalogue.write_text("key,input_size,diana_min_latency_uj,macs\nprobe/s1/1,3x32x32,0.5,1e6\n")
+    with pytest.raises(ConfigError, match=r"characterized at \['3x32x32'\].*1x28x28"):
+        system_task.run(
+            _cfg(
+                f"pool={tmp_path / 'big'}",
+                f"output_dir={tmp_path / 'o'}",
+                f"little.catalogue={catalogue}",
+            )
+        )
     proc = subprocess.run(
         [sys.executable, str(REPO / "tasks" / "system.py"), f"output_dir={tmp_path}"],
         capture_output=True,
