@@ -105,6 +105,10 @@ def test_the_right_pair_and_threshold_win(pool_dir: Path) -> None:
     blind = [r for r in rows if r["little"] == "blind" and r["big"] == "big"]
     assert blind and all(r["saving"] < 0 for r in blind)
     assert all(r["rank"] > top["rank"] for r in blind)
+    # judged where the threshold was chosen instead: the same pair, its select-part saving
+    on_select = rank_pool(_members(pool_dir), RankOptions(rank_on="select"))[0]
+    p_select = wrong["val"][split_val(N, 0.5, 0)["select"]].mean()
+    assert on_select["saving"] == pytest.approx(1 - (1.0 + 10.0 * p_select) / 10.0)
     # a pair is only formed with cost(little) < cost(big)
     assert not [r for r in rows if r["big"] == "blind"]
 
