@@ -243,8 +243,9 @@ def pair_row(little: Member, big: Member, score: str, opts: RankOptions) -> dict
 
 
 def rank_pool(members: Sequence[Member], opts: RankOptions) -> list[dict[str, Any]]:
-    """Every (little, big, score) with cost(little) < cost(big): first those that keep
-    acc ≥ big − ε on `rank_on`, by saving there (then accuracy), then the others."""
+    """Every (little, big, score) with cost(little) < cost(big) and big more accurate on val's
+    `select` part (else little alone beats the pair): first those that keep acc ≥ big − ε on
+    `rank_on`, by saving there (then accuracy), then the others."""
     if opts.rank_on not in RANK_ON:
         raise ConfigError(f"rank_on must be one of {RANK_ON}, got {opts.rank_on!r}")
     rows = []
@@ -252,6 +253,8 @@ def rank_pool(members: Sequence[Member], opts: RankOptions) -> list[dict[str, An
         for big in members:
             c_little, c_big = little.cost.get(opts.cost_metric), big.cost.get(opts.cost_metric)
             if not (math.isfinite(c_little) and math.isfinite(c_big) and c_little < c_big):
+                continue
+            if big.acc("select") <= little.acc("select"):  # no cascade: little alone is better
                 continue
             rows.extend(pair_row(little, big, score, opts) for score in opts.scores)
     acc_key = f"acc_{opts.rank_on}"

@@ -78,7 +78,7 @@ def pool_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pool")
     fake_net(root, "big", 10.0, NONE)  # always right
     fake_net(root, "good", 1.0, share(0.2, 1))  # unsure exactly where it is wrong
-    fake_net(root, "blind", 0.5, NONE, sure_wrong=share(0.2, 2))  # sure even when wrong
+    fake_net(root, "blind", 0.5, NONE, sure_wrong=share(0.3, 2))  # sure even when wrong
     return root
 
 
@@ -154,6 +154,12 @@ def test_epsilon_is_respected(tmp_path: Path) -> None:
     held = split_val(N, 0.5, 0)["select"]
     assert loose["p_big_select"] == pytest.approx(share(0.2, 3)["val"][held].mean())
     assert loose["saving"] > 0.6 > strict["saving"]
+
+
+def test_a_costlier_but_less_accurate_network_is_no_big(tmp_path: Path) -> None:
+    fake_net(tmp_path, "cheap", 1.0, share(0.1, 5))
+    fake_net(tmp_path, "dear", 10.0, share(0.3, 6))  # 10x the cost, less accurate
+    assert rank_pool(load_pool([tmp_path / "cheap", tmp_path / "dear"]), RankOptions()) == []
 
 
 def test_mixed_platforms_are_refused(tmp_path: Path) -> None:

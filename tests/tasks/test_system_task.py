@@ -29,7 +29,7 @@ def test_system_task_ranks_writes_and_prints_the_little_networks(tmp_path: Path,
     pool = tmp_path / "pool"
     fake_net(pool, "big", 10.0, NONE)
     fake_net(pool, "good", 1.0, share(0.2, 1))
-    fake_net(pool, "blind", 0.5, NONE, sure_wrong=share(0.2, 2))
+    fake_net(pool, "blind", 0.5, NONE, sure_wrong=share(0.3, 2))
     catalogue = tmp_path / "catalogue.csv"
     write_records_csv(
         catalogue,
