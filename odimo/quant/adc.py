@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from odimo.hw.analog import AdcConfig, NoiseConfig
 from odimo.quant import fused
 
-#: Elements of the calibration batch the gain rule evaluates (a strided subsample beyond this).
+#: Elements of the calibration batch the gain rule evaluates (a seeded sample beyond this).
 GAIN_SAMPLE = 1 << 13
 #: Largest gain exponent considered (g = 2^24 reads any float32-exact partial sum unclipped).
 MAX_EXPONENT = 24
@@ -77,8 +77,11 @@ def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | N
     clipping).
     """
     flat = partial_sums.detach().flatten().double()
-    if flat.numel() > GAIN_SAMPLE:
-        flat = flat[:: math.ceil(flat.numel() / GAIN_SAMPLE)]
+    if flat.numel() > GAIN_SAMPLE:  # a seeded uniform sample (a stride would alias the maps)
+        pick = torch.randint(
+            flat.numel(), (GAIN_SAMPLE,), generator=torch.Generator().manual_seed(0)
+        )
+        flat = flat[pick.to(flat.device)]
     top = float(flat.abs().max()) if flat.numel() else 0.0
     widest = max(0, math.ceil(math.log2(top / hi))) if top > hi else 0
     best, best_err, rises = widest, math.inf, 0
