@@ -82,6 +82,13 @@ class PhaseModule(L.LightningModule):
         self._batches += 1
         self._set_noise(True)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # a resumed phase keeps the re-fit schedule of an uninterrupted one
+        checkpoint["read_out_batches"] = self._batches
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._batches = int(checkpoint.get("read_out_batches", 0))
+
     def on_validation_epoch_start(self) -> None:
         self._set_noise(False)
 
