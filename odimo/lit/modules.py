@@ -18,10 +18,7 @@ from odimo.hw.analog import NoiseConfig
 from odimo.lit.optim import make_optimizer, parameter_groups
 from odimo.nn.conv import hard_mapping, polarization
 from odimo.nn.network_cost import NetworkCost, Regularizer
-from odimo.quant.adc import calibrate_readouts, set_readout_noise
-
-#: When training sets the read-out gains again from a training batch (`train.recalibrate`).
-RECALIBRATE = ("never", "phase", "epoch")
+from odimo.quant.adc import readouts, set_readout_noise
 
 
 def step_loss(
@@ -65,9 +62,10 @@ class PhaseModule(L.LightningModule):
         #: Read-out noise drawn afresh every training batch (`train.noise`); None = noiseless.
         self.train_noise: NoiseConfig | None = None
         self._noise_on = False
-        #: When the read-out gains are set again from the first training batch (`RECALIBRATE`):
-        #: "never" keeps gains once set, "phase" at this phase's start, "epoch" at every epoch's.
-        self.recalibrate = "never"
+        #: Training batches between re-fits of the read-out gains (`train.recalibrate_every`;
+        #: 0: a gain once set is kept). The first batch of the phase always re-fits them.
+        self.recalibrate_every = 0
+        self._batches = 0
 
     def _set_noise(self, on: bool) -> None:
         """Training batches read out with `train_noise`; evaluation always noiseless."""
@@ -76,12 +74,20 @@ class PhaseModule(L.LightningModule):
             self._noise_on = on
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        if batch_idx == 0 and (
-            self.recalibrate == "epoch" or (self.recalibrate == "phase" and self.current_epoch == 0)
-        ):
-            # the weights moved since the gains were set: re-fit them to today's partial sums
-            calibrate_readouts(self.model, batch[0])
+        if self.recalibrate_every > 0 and self._batches % self.recalibrate_every == 0:
+            # the weights moved since the gains were set: this batch's forward re-fits them,
+            # layer by layer, from its own partial sums (no extra pass)
+            for r in readouts(self.model):
+                r.reset()
+        self._batches += 1
         self._set_noise(True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # a resumed phase keeps the re-fit schedule of an uninterrupted one
+        checkpoint["read_out_batches"] = self._batches
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._batches = int(checkpoint.get("read_out_batches", 0))
 
     def on_validation_epoch_start(self) -> None:
         self._set_noise(False)

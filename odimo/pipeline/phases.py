@@ -20,7 +20,6 @@ from odimo.hw import get_platform
 from odimo.hw.analog import NoiseConfig
 from odimo.io import cache_lock, config_fingerprint, is_rank_zero, rank_zero_write
 from odimo.lit import FinetuneModule, SearchModule, WarmupModule
-from odimo.lit.modules import RECALIBRATE
 from odimo.models import ModelSpec, build_model, fold_float_into
 from odimo.nn import (
     NetworkCost,
@@ -187,7 +186,7 @@ def search(
         polarization=float(s.get("polarization", 0.0)),
     )
     module.train_noise = training_noise(cfg, platform)
-    module.recalibrate = recalibration(cfg)
+    module.recalibrate_every = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
@@ -244,14 +243,14 @@ def training_noise(cfg: DictConfig, platform) -> NoiseConfig | None:
     return analog.noise.scaled(float(train.get("noise_scale", 1.0)))
 
 
-def recalibration(cfg: DictConfig) -> str:
-    """`train.recalibrate`: when training sets the read-out gains again (`RECALIBRATE`)."""
-    when = str((cfg.get("train") or {}).get("recalibrate", "never"))
-    if when not in RECALIBRATE:
+def recalibration(cfg: DictConfig) -> int:
+    """`train.recalibrate_every`: training batches between re-fits of the read-out gains."""
+    every = (cfg.get("train") or {}).get("recalibrate_every", 0)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
         raise ConfigError(
-            f"train.recalibrate must be one of {', '.join(RECALIBRATE)}, got {when!r}"
+            f"train.recalibrate_every must be an int >= 0 (batches; 0 = never), got {every!r}"
         )
-    return when
+    return every
 
 
 def train_mapped(
@@ -263,7 +262,7 @@ def train_mapped(
         model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
     )
     module.train_noise = training_noise(cfg, get_platform(cfg.platform))
-    module.recalibrate = recalibration(cfg)
+    module.recalibrate_every = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         return module

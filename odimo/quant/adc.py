@@ -30,8 +30,8 @@ from torch import Tensor, nn
 from odimo.hw.analog import AdcConfig, NoiseConfig
 from odimo.quant import fused
 
-#: Elements of the calibration batch the gain rule evaluates (a strided subsample beyond this).
-GAIN_SAMPLE = 1 << 14
+#: Elements of the calibration batch the gain rule evaluates (a seeded sample beyond this).
+GAIN_SAMPLE = 1 << 13
 #: Largest gain exponent considered (g = 2^24 reads any float32-exact partial sum unclipped).
 MAX_EXPONENT = 24
 #: Value of the gain buffer before calibration.
@@ -59,9 +59,10 @@ def readout_error(v: Tensor, offset: float, lo: int, hi: int, sigma: Tensor | fl
         return (torch.floor(v).clamp(lo, hi) + offset - v).square()
     sigma = torch.as_tensor(sigma, dtype=v.dtype, device=v.device).expand_as(v)
     reach = math.ceil(6 * float(sigma.max())) + 1
-    k = torch.floor(v).unsqueeze(-1) + torch.arange(-reach, reach + 1, dtype=v.dtype)
+    edges = torch.floor(v).unsqueeze(-1) + torch.arange(-reach, reach + 2, dtype=v.dtype)
     s, x = sigma.clamp_min(1e-12).unsqueeze(-1), v.unsqueeze(-1)
-    prob = torch.special.ndtr((k + 1 - x) / s) - torch.special.ndtr((k - x) / s)  # P(floor = k)
+    prob = torch.diff(torch.special.ndtr((edges - x) / s), dim=-1)  # P(floor(v + n) = k)
+    k = edges[..., :-1]
     return (prob * (k.clamp(lo, hi) + offset - x).square()).sum(-1)
 
 
@@ -76,8 +77,11 @@ def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | N
     clipping).
     """
     flat = partial_sums.detach().flatten().double()
-    if flat.numel() > GAIN_SAMPLE:
-        flat = flat[:: math.ceil(flat.numel() / GAIN_SAMPLE)]
+    if flat.numel() > GAIN_SAMPLE:  # a seeded uniform sample (a stride would alias the maps)
+        pick = torch.randint(
+            flat.numel(), (GAIN_SAMPLE,), generator=torch.Generator().manual_seed(0)
+        )
+        flat = flat[pick.to(flat.device)]
     top = float(flat.abs().max()) if flat.numel() else 0.0
     widest = max(0, math.ceil(math.log2(top / hi))) if top > hi else 0
     best, best_err, rises = widest, math.inf, 0

@@ -76,23 +76,27 @@ def _gains(model: torch.nn.Module) -> list[float]:
     return [float(r.log2_gain) for r in readouts(model)]
 
 
-@pytest.mark.parametrize("when", ["never", "phase", "epoch"])
-def test_training_recalibrates_the_gains_on_the_first_batch(when: str) -> None:
-    """`train.recalibrate`: at an epoch's first batch the gains are those a noiseless
-    calibration on that batch gives (not the noisy training forward's), and they follow the
-    partial sums: images 4x darker give 4x smaller sums, a narrower first-layer gain."""
+@pytest.mark.parametrize("every", [0, 2])
+def test_training_refits_the_gains_every_n_batches(every: int) -> None:
+    """`train.recalibrate_every`: from the phase's first batch on, every n-th training forward
+    re-fits the gains from its own partial sums (those a calibration on that batch gives), and
+    they follow the sums: images 4x darker give 4x smaller sums, a narrower first-layer gain."""
     model = chip_mapped("res20", "analog").train()
     before = _gains(model)
     module = FinetuneModule(model, 10, {})
-    module.recalibrate = when
-    module.train_noise = NoiseConfig(sigma_lsb=4.0)
-    dark = inputs("res20", 8, seed=3) / 4
-    expected = copy.deepcopy(model)
-    calibrate_readouts(expected, dark)
-    assert _gains(expected)[0] <= before[0] - 1  # the first layer's sums shrank 4x
-    module.on_train_batch_start((dark, None), 1)  # not an epoch's first batch: kept
-    assert _gains(model) == before
-    module.on_train_batch_start((dark, None), 0)  # epoch 0 (no trainer): phase and epoch
-    assert _gains(model) == (before if when == "never" else _gains(expected))
-    assert readouts(model)[0].noise == NoiseConfig(sigma_lsb=4.0)  # training noise back on
-    assert model.training
+    module.recalibrate_every = every
+    dark, other = inputs("res20", 8, seed=3) / 4, inputs("res20", 8, seed=5)
+    expected = {"dark": copy.deepcopy(model), "other": copy.deepcopy(model)}
+    calibrate_readouts(expected["dark"], dark)
+    calibrate_readouts(expected["other"], other)
+    assert _gains(expected["dark"])[0] <= before[0] - 1  # the first layer's sums shrank 4x
+    assert _gains(expected["other"]) != _gains(expected["dark"])
+    seen = []
+    for i, x in enumerate([dark, other, other]):
+        module.on_train_batch_start((x, None), i)
+        model(x)
+        seen.append(_gains(model))
+    if every == 0:
+        assert seen == [before] * 3
+    else:  # batch 0 re-fits, batch 1 keeps, batch 2 re-fits
+        assert seen == [_gains(expected["dark"])] * 2 + [_gains(expected["other"])]

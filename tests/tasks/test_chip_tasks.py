@@ -82,3 +82,5 @@ def test_ideal_arithmetic_and_noise_without_adc(tmp_path) -> None:
     assert qdq["read_out"]["adc"] is None and set(qdq["max_abs_diff"].values()) == {0.0}
     with pytest.raises(ConfigError, match="train.noise=true needs an analog read-out"):
         run(train_cfg(tmp_path, *base, "train.noise=true", "force=true", run="noisy"))
+    with pytest.raises(ConfigError, match="train.recalibrate_every must be an int >= 0"):
+        run(train_cfg(tmp_path, *base, "train.recalibrate_every=-1", "force=true", run="neg"))
