@@ -119,12 +119,16 @@ class IntegerUnitConv2d(nn.Module):
             q = torch.clamp(torch.floor(p / g), float(r.adc.qmin), float(r.adc.qmax))
             offset = r.tiles * rounding_offset(int(r.log2_gain))  # folded into the bias add
             acc = q.sum(1) * g + (self.bias.view(1, -1, 1, 1) + offset)
-        y = acc * self.post_mul
-        if self.out_scale is not None:
-            y = y * self.out_scale
-        if self.out_div is not None:
-            y = y / self.out_div
-        return y
+        return output_scaling(acc * self.post_mul, self.out_scale, self.out_div)
+
+
+def output_scaling(y: Tensor, out_scale: Tensor | None, out_div) -> Tensor:
+    """The unit conv's last factors, in both integer exports: × s_c (if any), ÷ out_div (127)."""
+    if out_scale is not None:
+        y = y * out_scale
+    if out_div is not None:
+        y = y / out_div
+    return y
 
 
 @torch.no_grad()

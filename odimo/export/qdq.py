@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odimo.export.channel_plan import replace_shared
-from odimo.export.integer_onnx import integer_model
+from odimo.export.integer_onnx import integer_model, output_scaling
 from odimo.export.onnx import export_onnx
 from odimo.hw.platform import Platform
 from odimo.nn.operator_split import split_layout
@@ -156,11 +156,7 @@ class QdqUnitConv2d(nn.Module):
             if r.tiles > 1:
                 y = y.unflatten(1, (r.tiles, len(self.bias))).sum(1)
             y = y + bias.view(1, -1, 1, 1)
-        if self.out_scale is not None:
-            y = y * self.out_scale
-        if self.out_div is not None:
-            y = y / self.out_div
-        return y
+        return output_scaling(y, self.out_scale, self.out_div)
 
 
 @torch.no_grad()

@@ -46,6 +46,22 @@ def _number(cfg: DictConfig, key: str, low: float, high: float, allow_none: bool
     return float(value)
 
 
+def _one_of(cfg: DictConfig, key: str, allowed) -> Any:
+    """cfg[key], which must be one of `allowed` (one line naming both otherwise)."""
+    value = cfg.get(key)
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {tuple(allowed)}, got {value!r}")
+    return value
+
+
+def _thresholds(cfg: DictConfig) -> int:
+    """thresholds: how many evenly spaced thresholds a curve scans (an integer >= 2)."""
+    value = cfg.get("thresholds")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ConfigError(f"thresholds must be an integer >= 2, got {value!r}")
+    return value
+
+
 def _run_dir(cfg: DictConfig, key: str) -> Path | None:
     value = cfg.get(key)
     if value in (None, ""):
@@ -85,15 +101,9 @@ def parse_options(cfg: DictConfig) -> CascadeOptions:
         raise ConfigError("little is required: python tasks/cascade.py little=<run> big=<run>")
     if cfg.get("output_dir") in (None, ""):
         raise ConfigError("output_dir is required: where cascade.json and the curve go")
-    if cfg.get("choose") not in CHOICES:
-        raise ConfigError(f"choose must be one of {CHOICES}, got {cfg.get('choose')!r}")
-    if cfg.get("cost_metric") not in COST_METRICS:
-        raise ConfigError(f"cost_metric must be one of {COST_METRICS}")
-    if cfg.get("memory") not in MEMORIES:
-        raise ConfigError(f"memory must be one of {MEMORIES}, got {cfg.get('memory')!r}")
-    thresholds = cfg.get("thresholds")
-    if isinstance(thresholds, bool) or not isinstance(thresholds, int) or thresholds < 2:
-        raise ConfigError(f"thresholds must be an integer >= 2, got {thresholds!r}")
+    for key, allowed in (("choose", CHOICES), ("cost_metric", COST_METRICS), ("memory", MEMORIES)):
+        _one_of(cfg, key, allowed)
+    thresholds = _thresholds(cfg)
     budget = {k: _number(cfg.budget, k, 0.0, math.inf, True) for k in COST_METRICS}
     if (
         cfg.choose == "budget"

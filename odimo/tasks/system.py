@@ -38,7 +38,7 @@ from odimo.cascade.scores import canonical
 from odimo.characterization.little import column_metric, little_commands, select_little
 from odimo.errors import ConfigError
 from odimo.io import atomic_write_text, write_json, write_records_csv
-from odimo.tasks.cascade import _holdout_fraction, _number, write_outputs
+from odimo.tasks.cascade import _holdout_fraction, _number, _one_of, _thresholds, write_outputs
 
 RANKING_COLUMNS = (
     "rank",
@@ -76,13 +76,9 @@ def parse_rank(cfg: DictConfig) -> RankOptions:
     scores = [scores] if isinstance(scores, str) else list(scores or [])
     if not scores:
         raise ConfigError("scores must name at least one score (maxp, margin, entropy, oracle)")
-    if cfg.get("cost_metric") not in COST_METRICS:
-        raise ConfigError(f"cost_metric must be one of {COST_METRICS}")
-    if cfg.get("rank_on") not in RANK_ON:
-        raise ConfigError(f"rank_on must be one of {RANK_ON}, got {cfg.get('rank_on')!r}")
-    thresholds = cfg.get("thresholds")
-    if isinstance(thresholds, bool) or not isinstance(thresholds, int) or thresholds < 2:
-        raise ConfigError(f"thresholds must be an integer >= 2, got {thresholds!r}")
+    _one_of(cfg, "cost_metric", COST_METRICS)
+    _one_of(cfg, "rank_on", RANK_ON)
+    thresholds = _thresholds(cfg)
     return RankOptions(
         scores=tuple(dict.fromkeys(canonical(str(s)) for s in scores)),
         postcheck=bool(cfg.postcheck),
