@@ -45,6 +45,32 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _draw_front(ax, rows, cost_key: str, acc_key: str, front_key, selected_key) -> None:
+    """The front as a step line over `acc_key` and rings around the selected rows."""
+    acc_name = acc_key.split("_", 1)[0]
+    front = sorted((r for r in rows if front_key and r.get(front_key)), key=lambda r: r[cost_key])
+    if front:
+        ax.step(
+            *_xy(front, cost_key, acc_key),
+            where="post",
+            color=FRONT_COLOR,
+            lw=1.5,
+            zorder=1,
+            label=f"Pareto front ({acc_name})",
+        )
+    chosen = [r for r in rows if selected_key and r.get(selected_key)]
+    if chosen:
+        ax.scatter(
+            *_xy(chosen, cost_key, acc_key),
+            s=180,
+            facecolors="none",
+            edgecolors=FRONT_COLOR,
+            linewidths=1.8,
+            zorder=5,
+            label="selected",
+        )
+
+
 def plot_front(
     rows: Sequence[Mapping[str, Any]],
     cost_key: str,
@@ -82,32 +108,11 @@ def plot_front(
     rows = [r for r in rows if r[cost_key] > 0]
     fig = _new_figure(8.0, 5.5)
     ax = fig.add_subplot()
-    acc_name = acc_key.split("_", 1)[0]
     searched = [r for r in rows if r.get("kind") not in ("baseline", "cascade")]
     _draw_search(ax, searched, cost_key, acc_key, test_key)
     _draw_baselines(ax, [r for r in rows if r.get("kind") == "baseline"], cost_key, acc_key)
     _draw_cascades(ax, [r for r in rows if r.get("kind") == "cascade"], cost_key, acc_key)
-    front = sorted((r for r in rows if front_key and r.get(front_key)), key=lambda r: r[cost_key])
-    if front:
-        ax.step(
-            *_xy(front, cost_key, acc_key),
-            where="post",
-            color=FRONT_COLOR,
-            lw=1.5,
-            zorder=1,
-            label=f"Pareto front ({acc_name})",
-        )
-    chosen = [r for r in rows if selected_key and r.get(selected_key)]
-    if chosen:
-        ax.scatter(
-            *_xy(chosen, cost_key, acc_key),
-            s=180,
-            facecolors="none",
-            edgecolors=FRONT_COLOR,
-            linewidths=1.8,
-            zorder=5,
-            label="selected",
-        )
+    _draw_front(ax, rows, cost_key, acc_key, front_key, selected_key)
     ax.set_xscale("log")
     _plain_log_ticks(ax, [r[cost_key] for r in rows])
     ax.margins(x=0.08, y=0.06)

@@ -127,6 +127,36 @@ def _unit_export(
 
 
 @torch.no_grad()
+def _layer_entry(
+    name: str, layer: nn.Module, plan: ChannelPlan, platform: Platform, acts: dict, arrays: dict
+) -> dict:
+    """One mapped layer's `quant.json` entry; its orders and unit arrays go into `arrays`."""
+    in_order, out_order = plan.in_order(name), plan.out_order(name)
+    assignment = layer.assignment.tolist()
+    arrays[f"{name}.in_order"] = np.asarray(in_order, dtype=np.int64)
+    arrays[f"{name}.out_order"] = np.asarray(out_order, dtype=np.int64)
+    columns = torch.tensor(in_order, dtype=torch.long)
+    units = {}
+    for u, unit in enumerate(platform.unit_names):
+        rows = torch.tensor([c for c in out_order if assignment[c] == u], dtype=torch.long)
+        if len(rows):
+            units[unit] = _unit_export(layer, u, rows, columns, f"{name}.{unit}", arrays)
+    return {
+        "name": name,
+        "c_in": layer.in_channels,
+        "c_out": layer.out_channels,
+        "kernel_size": list(layer.kernel_size),
+        "stride": list(layer.stride),
+        "padding": list(layer.padding),
+        "groups": layer.groups,
+        "input_act": acts[id(layer.input_quant)],
+        "in_order": f"{name}.in_order",
+        "out_order": f"{name}.out_order",
+        "segments": [list(seg) for seg in unit_segments(assignment, out_order)],
+        "units": units,
+    }
+
+
 def integer_export(
     mapped_model: nn.Module, platform: Platform, plan: ChannelPlan | None = None
 ) -> tuple[dict[str, np.ndarray], dict]:
@@ -139,37 +169,9 @@ def integer_export(
     acts = activation_names(model)
     modules = dict(model.named_modules())
     arrays: dict[str, np.ndarray] = {}
-    layers = []
     quant = quant_layers(model)
     order = [n for n in plan.input_space if n in quant]  # execution order
-    for name in order:
-        layer = quant[name]
-        in_order, out_order = plan.in_order(name), plan.out_order(name)
-        assignment = layer.assignment.tolist()
-        arrays[f"{name}.in_order"] = np.asarray(in_order, dtype=np.int64)
-        arrays[f"{name}.out_order"] = np.asarray(out_order, dtype=np.int64)
-        columns = torch.tensor(in_order, dtype=torch.long)
-        units = {}
-        for u, unit in enumerate(platform.unit_names):
-            rows = torch.tensor([c for c in out_order if assignment[c] == u], dtype=torch.long)
-            if len(rows):
-                units[unit] = _unit_export(layer, u, rows, columns, f"{name}.{unit}", arrays)
-        layers.append(
-            {
-                "name": name,
-                "c_in": layer.in_channels,
-                "c_out": layer.out_channels,
-                "kernel_size": list(layer.kernel_size),
-                "stride": list(layer.stride),
-                "padding": list(layer.padding),
-                "groups": layer.groups,
-                "input_act": acts[id(layer.input_quant)],
-                "in_order": f"{name}.in_order",
-                "out_order": f"{name}.out_order",
-                "segments": [list(seg) for seg in unit_segments(assignment, out_order)],
-                "units": units,
-            }
-        )
+    layers = [_layer_entry(n, quant[n], plan, platform, acts, arrays) for n in order]
     doc = {
         "format": QUANT_FORMAT,
         "platform": platform.name,

@@ -219,6 +219,25 @@ def load_finished_run(run_dir: Path, batch: int):
     return model, platform, mapping, cfg, x, y
 
 
+def _write_mapping_and_cost(out: Path, model, platform, mapping, cfg) -> tuple[list, dict]:
+    """mapping.json (in layer order) and cost_report.json of the mapped network."""
+    spec = model.spec
+    geometry = record_geometry(model, spec.input_size)
+    mapping = mapping.ordered([g.name for g in geometry])
+    mapping.save(out / "mapping.json")
+    report = cost_report(
+        geometry,
+        mapping,
+        platform,
+        model=spec.name,
+        dataset=str(cfg.dataset.name),
+        input_size=spec.input_size,
+        mapping_label=str(out / "mapping.json"),
+    )
+    _write_json(out / "cost_report.json", report)
+    return geometry, report
+
+
 def export_run(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -234,19 +253,7 @@ def export_run(
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
 
-    geometry = record_geometry(model, spec.input_size)
-    mapping = mapping.ordered([g.name for g in geometry])
-    mapping.save(out / "mapping.json")
-    report = cost_report(
-        geometry,
-        mapping,
-        platform,
-        model=spec.name,
-        dataset=str(cfg.dataset.name),
-        input_size=spec.input_size,
-        mapping_label=str(out / "mapping.json"),
-    )
-    _write_json(out / "cost_report.json", report)
+    geometry, report = _write_mapping_and_cost(out, model, platform, mapping, cfg)
 
     plan = plan_channels(model, platform.num_units)
     split = split_model(model, platform)
