@@ -123,6 +123,18 @@ def inputs(name: str, n: int = 4, seed: int = 0) -> Tensor:
     return torch.rand(n, *SPECS[name].input_size, generator=g)
 
 
+def onnx_reference_mapped(path, model: nn.Module, name: str, n: int = 16) -> tuple:
+    """onnxruntime on the ONNX file `path`, the int64 reference and the mapped network: the
+    three outputs (numpy) on the same `n` images, for the exactness checks of both integer forms."""
+    from odimo.export.integer_reference import integer_reference
+    from odimo.export.onnx import onnx_session, run_onnx
+
+    x = inputs(name, n)
+    got = run_onnx(onnx_session(path), x.numpy())
+    with torch.no_grad():
+        return got, integer_reference(model)(x).numpy(), model(x).numpy()
+
+
 def chip_mapped(name: str, kind: str, rows: int = 1152, seed: int = 0) -> nn.Module:
     """`random_mapped` rebuilt on DIANA with its ADC (`rows` per read-out), gains calibrated."""
     ideal, _ = random_mapped(name, kind, seed)

@@ -14,11 +14,9 @@ import torch
 from odimo.errors import ConfigError
 from odimo.export import split_model
 from odimo.export.integer_onnx import check_patterns, export_integer_onnx
-from odimo.export.integer_reference import integer_reference
-from odimo.export.onnx import onnx_session, run_onnx
 from odimo.nn import quant_layers
 
-from . import chip_mapped, inputs
+from . import chip_mapped, inputs, onnx_reference_mapped
 
 
 def platform_of(model):
@@ -43,11 +41,7 @@ def test_integer_onnx_equals_integer_reference(tmp_path: Path, name: str, rows: 
     path = tmp_path / "model_integer.onnx"
     info = export_integer_onnx(model, platform_of(model), path)
     assert {"Conv", "Floor", "Clip"} <= set(info["ops"])
-    x = inputs(name, 16)
-    got = run_onnx(onnx_session(path), x.numpy())
-    with torch.no_grad():
-        ref = integer_reference(model)(x).numpy()
-        mapped = model(x).numpy()
+    got, ref, mapped = onnx_reference_mapped(path, model, name)
     assert np.array_equal(got, ref)
     assert np.array_equal(ref, mapped)
     bits = json.loads(

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from odimo.errors import ConfigError
-from odimo.export.integer_reference import integer_reference
-from odimo.export.onnx import gather_ops, onnx_session, run_onnx
+from odimo.export.onnx import gather_ops, onnx_session
 from odimo.export.qdq import QDQ_OPSET, export_qdq_onnx
 from odimo.nn import quant_layers
 
-from . import chip_mapped, inputs, random_mapped
+from . import chip_mapped, inputs, onnx_reference_mapped, random_mapped
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -43,11 +41,7 @@ def test_qdq_onnx_equals_integer_reference(tmp_path: Path, name: str, kind: str,
     assert proto.opset_import[0].version == QDQ_OPSET
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Clip"} <= set(info["ops"])
     assert not gather_ops(path)
-    x = inputs(name, 16)
-    got = run_onnx(onnx_session(path), x.numpy())
-    with torch.no_grad():
-        ref = integer_reference(model)(x).numpy()
-        mapped = model(x).numpy()
+    got, ref, mapped = onnx_reference_mapped(path, model, name)
     assert np.array_equal(got, ref)
     assert np.array_equal(ref, mapped)
     if rows == 288:  # the tiles' codes are summed: a ReduceSum after the read-out
@@ -58,11 +52,9 @@ def test_qdq_onnx_without_read_out_equals_the_exact_network(tmp_path: Path) -> N
     model, _ = random_mapped("res20", "random")
     path = tmp_path / "model_qdq.onnx"
     _export(model, path)
-    x = inputs("res20", 16)
-    got = run_onnx(onnx_session(path), x.numpy())
-    with torch.no_grad():
-        assert np.array_equal(got, integer_reference(model)(x).numpy())
-        assert np.array_equal(got, model(x).numpy())
+    got, ref, mapped = onnx_reference_mapped(path, model, "res20")
+    assert np.array_equal(got, ref)
+    assert np.array_equal(got, mapped)
 
 
 def _dequantized_weights(proto) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
