@@ -5,7 +5,7 @@ One process builds the same architecture three times:
 
 - `float`: conv-BN-ReLU trained with SGD (`WarmupModule`, the warm-up phase);
 - `search`: the search form folded from the float model, loss = CE + strength·latency, three
-  optimizers (`SearchModule`);
+  optimizers (`SearchModule`), hard sampling (the search's default; `sampling`);
 - `finetune`: the mapped form under the `min_latency_max8` baseline (both units active in some
   layers), weights and quantizers trained (`FinetuneModule`);
 - `search_chip`, `finetune_chip` (when `build_variants` gets a `chip` platform, whose analog
@@ -35,6 +35,8 @@ from odimo.lit.modules import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import ModelSpec, build_model, fold_float_into, searchable_names, to_mapped
 from odimo.models.build import make_options
 from odimo.nn.baselines import baseline_mapping
+from odimo.nn.conv import set_sampling
+from odimo.nn.mapping import apply_mapping
 from odimo.nn.network_cost import NetworkCost, make_regularizer
 
 #: Input size [C, H, W] and classes of each model in the paper (its dataset).
@@ -106,9 +108,15 @@ def build_variants(
     channels_last: bool,
     chip=None,
     finetune_mapping: str = FINETUNE_MAPPING,
+    sampling: str = "hard",
 ) -> tuple[dict[str, Variant], Callable[[], None]]:
     """The three variants on `device` (plus the `CHIP_VARIANTS` on platform `chip` if given),
-    and the cost forward+backward step of the search one."""
+    and the cost forward+backward step of the search one.
+
+    The search variants sample units as `sampling` says (`search.sampling`, hard by default)
+    and start from α encoding the fine-tune mapping, a search midway: both units hold
+    channels in the mixed layers (with equal α every channel would sit on the digital unit).
+    """
     float_model = build_model(spec, "float")
     search_model = build_model(spec, "search", platform)
     fold_float_into(search_model, float_model)
@@ -118,6 +126,8 @@ def build_variants(
         finetune_mapping, network.geometry, platform, searchable_names(search_model)
     )
     mapped_model = to_mapped(search_model, platform, mapping)
+    apply_mapping(search_model, mapping)
+    set_sampling(search_model, sampling)
 
     modules = {
         "float": WarmupModule(float_model, spec.num_classes, OPTIM["float"]),
@@ -129,6 +139,7 @@ def build_variants(
     if chip is not None:
         chip_search = build_model(spec, "search", chip)
         chip_search.load_state_dict(search_model.state_dict(), strict=False)  # gains: 1st batch
+        set_sampling(chip_search, sampling)
         chip_network = NetworkCost(chip_search, chip, spec.input_size)
         modules["search_chip"] = SearchModule(
             chip_search, spec.num_classes, OPTIM["search"], chip_network, regularizer

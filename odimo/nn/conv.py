@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from odimo.hw.geometry import LayerGeometry
 from odimo.hw.platform import Platform
-from odimo.quant import WEIGHT_QUANTIZERS, Int16Bias, UintActPact
+from odimo.quant import WEIGHT_QUANTIZERS, Int16Bias, UintActPact, fused
 from odimo.quant.adc import AnalogReadout
 from odimo.quant.weight import Factored
 
@@ -289,9 +289,31 @@ class QuantConv2d(nn.Conv2d):
         """
         weight, bias = self.effective_weight_bias()
         y = self._conv_forward(x, weight, bias)
-        delta, scale = self.readout_correction(x)
         mix = self.unit_weights()[self.readout_unit].view(1, -1, 1, 1)
-        return y.addcmul_(mix * scale, delta.to(y.dtype))  # (conv backward needs not y)
+        if self.sums_from_output(x):
+            delta, scale = self.readout_correction_from_output(y, bias, mix)
+        else:
+            delta, scale = self.readout_correction(x)
+        return _AddCorrection.apply(y, mix * scale, delta.to(y.dtype))
+
+    def one_hot_forward(self) -> bool:
+        """Whether the training forward puts every channel on exactly one unit (unit weights
+        one-hot in value: a frozen mapping, or straight-through hard sampling)."""
+        return False
+
+    def sums_from_output(self, x: Tensor) -> bool:
+        """Whether `readout_forward` can read the analog channels' partial sums off the mixed
+        conv's output (`readout_correction_from_output`) instead of a second conv: a one-hot
+        forward, one row tile, and a conv that accumulates in float32 or wider (not under
+        autocast, not in TF32 on a GPU)."""
+        if self.readout.tiles != 1 or not self.one_hot_forward():
+            return False
+        if torch.is_autocast_enabled(x.device.type) or x.dtype not in (
+            torch.float32,
+            torch.float64,
+        ):
+            return False
+        return not (x.is_cuda and torch.backends.cudnn.allow_tf32)
 
     @torch.no_grad()
     def readout_correction(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -305,6 +327,36 @@ class QuantConv2d(nn.Conv2d):
             p = self.readout.partial_sums(x.float(), inner, self)
             self.calibrate_readout(p)
             return self.readout.read(p, delta=True), self._readout_scale(parts, act_step)
+
+    @torch.no_grad()
+    def readout_correction_from_output(
+        self, y: Tensor, bias: Tensor, mix: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """`readout_correction` without its conv, for a one-hot forward on one row tile.
+
+        On a channel the forward computes on the analog unit, the mixed conv's output is
+        y = p·scale + b with p the integer partial sum (|p| ≤ 1152·127 < 2^24) and scale =
+        act_step·s_c, so p = round((y − b)/scale): the float32 conv's rounding error is a few
+        thousandths of one partial-sum unit, far below the ½ the rounding forgives (tested
+        against the exact partial sums). Δ is zero on the channels computed on another unit:
+        their unit weight's gradient sees the analog unit's exact sum there, not its read-out
+        (with the half-LSB offset the read-out error is zero-mean, so on average the two differ
+        only where the ADC clips; docs/chip.md).
+        """
+        u = self.readout_unit
+        act_step = self.input_quant.step()
+        parts = self.weight_quants[u].factored(self.unit_float_weight(u))
+        scale = self._readout_scale(parts, act_step).to(y.dtype)
+        analog = mix.detach() > 0.5
+        readout, bias = self.readout, bias.detach().to(y.dtype)
+        if readout.calibrated and (readout.noise is None or readout.noise.silent):
+            gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
+            qmin, qmax = readout.adc.qmin, readout.adc.qmax
+            args = (bias, scale, analog, gain, offset, qmin, qmax)
+            return fused.call("readout_delta_from_output", y.detach(), *args), scale
+        p = (y.detach() - bias.view(1, -1, 1, 1)).div_(scale).round_().mul_(analog).unsqueeze(1)
+        self.calibrate_readout(p)
+        return readout.read(p, delta=True).mul_(analog), scale
 
     @staticmethod
     def _readout_scale(parts: Factored, act_step: Tensor) -> Tensor:
@@ -356,6 +408,27 @@ class QuantConv2d(nn.Conv2d):
             return self.readout_forward(x)
         weight, bias = self.effective_weight_bias()
         return self._conv_forward(x, weight, bias)
+
+
+class _AddCorrection(torch.autograd.Function):
+    """y + m·Δ in place (m per channel [1, C, 1, 1], Δ without gradient): the gradient passes
+    to y unchanged and to m as Σ_{n,h,w} grad·Δ, one fused reduction (`fused.channel_dot`)
+    instead of a product tensor and its sum."""
+
+    @staticmethod
+    def forward(ctx, y, m, delta):
+        ctx.mark_dirty(y)
+        ctx.save_for_backward(delta)
+        ctx.channel_shape = m.shape
+        return y.addcmul_(m, delta)  # (the conv's backward needs not y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_m = None
+        if ctx.needs_input_grad[1]:
+            (delta,) = ctx.saved_tensors
+            grad_m = fused.call("channel_dot", grad, delta).view(ctx.channel_shape)
+        return grad, grad_m, None
 
 
 class _ReadThrough(torch.autograd.Function):
@@ -462,6 +535,9 @@ class SearchConv2d(QuantConv2d):
     def exact_eval(self) -> bool:
         return self.hard
 
+    def one_hot_forward(self) -> bool:
+        return self.hard or (self.training and self.sampling == "hard")
+
     def hard_assignment(self) -> Tensor:
         """argmax over units of α; ties go to the platform's precise unit (if it may run this
         conv), then to the lower index."""
@@ -518,6 +594,9 @@ class MappedConv2d(QuantConv2d):
         return self._active
 
     def exact_eval(self) -> bool:
+        return True
+
+    def one_hot_forward(self) -> bool:
         return True
 
     def unit_weights(self) -> Tensor:

@@ -60,13 +60,40 @@ def readout_delta(p: Tensor, gain: Tensor, offset: Tensor, lo: int, hi: int) -> 
     return torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset - p
 
 
+def readout_delta_from_output(
+    y: Tensor,
+    bias: Tensor,
+    scale: Tensor,
+    analog: Tensor,
+    gain: Tensor,
+    offset: Tensor,
+    lo: int,
+    hi: int,
+) -> Tensor:
+    """`readout_delta` of the partial sums p = round((y − bias)/scale) read off a conv's output
+    y [N, C, L] on the channels where `analog` [1, C, 1] holds, 0 on the others (per-channel
+    bias and scale [1, C, 1]; `odimo.nn.conv.QuantConv2d.readout_correction_from_output`)."""
+    p = torch.round((y - bias) / scale)
+    delta = torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset - p
+    return torch.where(analog, delta, torch.zeros_like(delta))
+
+
+def channel_dot(grad: Tensor, other: Tensor) -> Tensor:
+    """Σ over the batch and positions of grad·other per channel [C] (both [N, C, L])."""
+    return (grad * other).sum((0, 2))
+
+
 EAGER: dict[str, Callable[..., object]] = {
     "pact_forward": pact_forward,
     "pact_backward": pact_backward,
     "pact_backward_x": pact_backward_x,
     "readout_value": readout_value,
     "readout_delta": readout_delta,
+    "readout_delta_from_output": readout_delta_from_output,
+    "channel_dot": channel_dot,
 }
+#: Kernels over [N, C, L] views with per-channel [1, C, 1] arguments (`call_channels`).
+_CHANNEL_KERNELS = frozenset({"readout_delta_from_output", "channel_dot"})
 #: Kernels whose only element-shaped argument is the first (the others are scalars).
 _SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta"})
 
@@ -139,6 +166,23 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in _OOM_MESSAGES)
 
 
+def _channels_view(t: Tensor, channels: int) -> Tensor:
+    """A [N, C, ...] tensor as [N, C, L] (contiguous), a per-channel one as [1, C, 1]."""
+    if t.numel() == channels:
+        return t.reshape(1, channels, 1)
+    return t.contiguous().view(t.shape[0], channels, -1)
+
+
+def _run_channels(fn: Callable[..., object], x: Tensor, *rest):
+    """Run a `_CHANNEL_KERNELS` kernel on x [N, C, ...] viewed as [N, C, L]: tensor arguments
+    are x-shaped or per-channel, the others scalars; an x-shaped result comes back in x's
+    shape (one rank for every layer: one compiled kernel for all of them)."""
+    c = x.shape[1]
+    args = [_channels_view(a, c) if isinstance(a, Tensor) and a.dim() else a for a in rest]
+    out = fn(_channels_view(x, c), *args)
+    return out.view(x.shape) if out.dim() == 3 and out.shape[0] == x.shape[0] else out
+
+
 def call(name: str, *args):
     """Run kernel `name`: compiled if enabled (compiling on first use), else eager.
 
@@ -148,13 +192,14 @@ def call(name: str, *args):
     """
     x = args[0]
     key = (name, x.dtype, x.device.type)
+    run = _run_channels if name in _CHANNEL_KERNELS else _run_flat
     if _State.enabled and key not in _State.failed and x.numel() > 0:
         fn = _State.compiled.get(name)
         if fn is None:
             fn = torch.compile(EAGER[name], dynamic=True, fullgraph=True)
             _State.compiled[name] = fn
         try:
-            return _run_flat(fn, name, *args)
+            return run(fn, *args) if run is _run_channels else run(fn, name, *args)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back for this key
             if is_out_of_memory(err):
                 raise  # a real resource error: the eager kernel would not fit either
@@ -168,4 +213,6 @@ def call(name: str, *args):
                     stacklevel=2,
                 )
             _State.failed.add(key)
+    if run is _run_channels:
+        return _run_channels(EAGER[name], *args)
     return EAGER[name](*args)

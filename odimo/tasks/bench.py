@@ -24,6 +24,7 @@ from odimo.lit.step_speed import (
     step_speeds,
     time_steps,
 )
+from odimo.nn.conv import SAMPLING
 from odimo.quant import fused
 
 
@@ -108,6 +109,9 @@ def run(cfg: DictConfig) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
+    sampling = str(cfg.get("sampling") or "hard")
+    if sampling not in SAMPLING:
+        raise ConfigError(f"sampling={sampling!r} is not one of: {', '.join(SAMPLING)}")
     chip = get_platform(cfg.platform)
     platform = with_analog(chip, None)  # the plain variants: exact analog sums
     if chip.analog is None or not chip.analog.enabled:
@@ -121,6 +125,7 @@ def run(cfg: DictConfig) -> dict:
         channels_last,
         chip,
         str(cfg.get("finetune_mapping") or "min_latency_max8"),
+        sampling,
     )
     names = VARIANTS + (CHIP_VARIANTS if chip is not None else ())
     seconds, notes = time_steps(
@@ -135,7 +140,7 @@ def run(cfg: DictConfig) -> dict:
     _print_table(f"{spec.name} {list(spec.input_size)}", batch_size, device, steps, seconds, speeds)
 
     result = _result(img_s, names, cost_ratio, device, spec, batch_size, steps)
-    result.update(compile=compile_, channels_last=channels_last)
+    result.update(compile=compile_, channels_last=channels_last, sampling=sampling)
     if cfg.get("output"):
         atomic_write_text(cfg.output, json.dumps(result, indent=1) + "\n")
         print(f"wrote {cfg.output}")

@@ -189,15 +189,18 @@ def test_null_adc_is_todays_arithmetic_and_a_wide_adc_equals_it() -> None:
     assert torch.equal(outs[0], plain(x)) and torch.equal(outs[1], plain(x))
 
 
-def test_training_forward_reads_out_like_the_deployed_layer() -> None:
-    """The training forward (mixed conv + read-out correction) equals the exact eval up to the
-    float rounding of the mixed conv, and differs from the ideal sums."""
-    chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, 288)))
+@pytest.mark.parametrize("rows", [288, 1152])
+def test_training_forward_reads_out_like_the_deployed_layer(rows: int) -> None:
+    """The training forward (mixed conv + read-out correction; with one row tile the partial
+    sums read off the mixed conv's output) equals the exact eval up to the float rounding of
+    the mixed conv, and differs from the ideal sums."""
+    chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, rows)))
     act, layer = _layers(chip, torch.tensor([0, 1, 1, 0, 1, 1, 1, 0]))
     x = act(torch.rand(2, 48, 7, 7) * 4)
     layer.eval()
     deployed = layer(x)
-    assert int(layer.readout.log2_gain) >= 1 and layer.readout.tiles == 2
+    assert int(layer.readout.log2_gain) >= 1 and layer.readout.tiles == (2 if rows == 288 else 1)
+    assert layer.sums_from_output(x) == (rows == 1152)
     layer.train()
     trained = layer(x)
     assert torch.allclose(trained, deployed, rtol=0, atol=1e-5)
@@ -260,6 +263,8 @@ def test_all_analog_training_forward_is_one_conv_with_the_general_gradients(
         with monkeypatch.context() as m:
             if not general:  # the one-conv path must not run the correction conv
                 m.setattr(layer, "readout_correction", lambda *_: pytest.fail("second conv"))
+            else:  # the general path: mixed conv + correction conv
+                m.setattr(layer, "sums_from_output", lambda _: False)
             out = layer.readout_forward(xi) if general else layer(xi)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         grads = [xi.grad, layer.weight.grad, layer.bias.grad]
@@ -273,3 +278,86 @@ def test_all_analog_training_forward_is_one_conv_with_the_general_gradients(
         assert float((fast - deployed).abs().max()) > 1e-3
     for a, b in zip(fast_grads, slow_grads):
         assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_hard_search_reads_partial_sums_off_the_mixed_conv(
+    monkeypatch: pytest.MonkeyPatch, sigma: float
+) -> None:
+    """Hard sampling on one row tile: the analog channels' partial sums come from the mixed
+    conv's output (no second conv; noiseless with a set gain: one fused kernel). Values, gains
+    and the gradients of the input, the weights, the quantizers and α on the analog channels
+    equal the correction-conv path's; α's gradient on the digital channels equals the
+    exact-sum layer's (their read-out is not computed)."""
+    chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, 1152)))
+    act = UintActPact(4.0)
+    torch.manual_seed(3)
+    base = SearchConv2d(48, 12, 3, platform=chip, input_quant=act)
+    torch.nn.init.normal_(base.weight, std=0.3)  # wide partial sums: many multiples of g
+    base.init_quantizers()
+    with torch.no_grad():
+        base.alpha[1, ::3] += 1.0  # channels 0, 3, 6, 9 analog, the others digital
+    x = act(torch.rand(4, 48, 9, 9) * 4)
+    weights = torch.linspace(-1, 1, 4 * 12 * 81).view(4, 12, 9, 9)
+
+    def run(layer, general: bool):
+        layer.train()
+        layer.sampling = "hard"
+        if sigma:
+            set_readout_noise(layer, NoiseConfig(sigma_lsb=sigma), seed=7)
+        xi = x.detach().clone().requires_grad_(True)
+        with monkeypatch.context() as m:
+            if general:
+                m.setattr(layer, "sums_from_output", lambda _: False)
+            else:
+                m.setattr(layer, "readout_correction", lambda *_: pytest.fail("second conv"))
+            with torch.no_grad():
+                layer(x)  # the first forward sets the gain; the second reads out with it
+            assert layer.readout is None or layer.readout.calibrated
+            out = layer(xi)
+        (out * weights).sum().backward()
+        grads = [xi.grad, layer.weight.grad, layer.bias.grad, layer.alpha.grad]
+        grads.append(layer.weight_quants[1].log_scale.grad)
+        return out.detach(), grads
+
+    def copy(platform):
+        layer = SearchConv2d(48, 12, 3, platform=platform, input_quant=act)
+        layer.load_state_dict(base.state_dict(), strict=False)
+        return layer
+
+    fast_layer, slow_layer, ideal_layer = copy(chip), copy(chip), copy(Diana())
+    fast, fast_grads = run(fast_layer, general=False)
+    slow, slow_grads = run(slow_layer, general=True)
+    _, ideal_grads = run(ideal_layer, general=True)
+    assert int(fast_layer.readout.log2_gain) == int(slow_layer.readout.log2_gain) >= 2
+    assert torch.allclose(fast, slow, rtol=0, atol=1e-5)
+    for a, b in zip(fast_grads[:3] + fast_grads[4:], slow_grads[:3] + slow_grads[4:]):
+        assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    analog = fast_layer.hard_assignment() == 1
+    assert analog.tolist() == [i % 3 == 0 for i in range(12)]
+    alpha, slow_alpha, ideal_alpha = fast_grads[3], slow_grads[3], ideal_grads[3]
+    assert torch.allclose(alpha[:, analog], slow_alpha[:, analog], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(alpha[:, ~analog], ideal_alpha[:, ~analog], rtol=1e-4, atol=1e-6)
+    # the read-out does move the digital channels' α gradient in the correction-conv path
+    assert float((slow_alpha[:, ~analog] - ideal_alpha[:, ~analog]).abs().max()) > 1e-4
+
+
+def test_correction_add_has_the_gradients_of_addcmul() -> None:
+    """y + m·Δ with the fused per-channel reduction in backward: values and gradients equal
+    those of torch.addcmul through autograd (Δ without gradient)."""
+    from odimo.nn.conv import _AddCorrection
+
+    g = torch.Generator().manual_seed(4)
+    y = torch.randn(3, 5, 4, 6, generator=g)
+    m = torch.randn(1, 5, 1, 1, generator=g)
+    delta = torch.randn(3, 5, 4, 6, generator=g)
+    upstream = torch.randn(3, 5, 4, 6, generator=g)
+    results = []
+    for fn in (torch.addcmul, _AddCorrection.apply):
+        yi, mi = y.clone().requires_grad_(True), m.clone().requires_grad_(True)
+        out = fn(yi * 1.0, mi, delta)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), yi.grad, mi.grad))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert float(results[1][2].abs().min()) > 1e-3
