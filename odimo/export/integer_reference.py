@@ -110,6 +110,18 @@ class IntegerConv(nn.Module):
         z = z.flatten(3).transpose(2, 3)  # [N, tiles, L, n], L = H·W row-major as im2col
         return r.scale_noise(z, p.float() / 2.0**frac)
 
+    def float32_exact(self, x_int: Tensor) -> bool:
+        """Whether the network's float32 conv sums this finer-grid input exactly: every sum of
+        |inputs|·|codes| (integers, times 2^frac) below 2^24 (depthwise: a bound from the
+        largest input). Otherwise the network's float32 rounds these sums, and the reference
+        runs the layer as the network does (the chip's own pooling is not modelled)."""
+        limit = 2**24
+        if self.groups != 1:
+            largest = int(x_int.abs().max())
+            return all(largest * int(u["codes"].abs().sum(1).max()) < limit for u in self.units)
+        cols = self.columns(x_int).abs()
+        return all(int((cols @ u["codes"].abs().T).max()) < limit for u in self.units)
+
     def forward(self, x: Tensor) -> Tensor:
         out = []
         for start in range(0, len(x), BLOCK):
@@ -127,6 +139,10 @@ class IntegerConv(nn.Module):
                 with torch.no_grad():
                     return self.layer(x)
             frac, x_int = frac + 1, x_int * 2
+        if frac and not self.float32_exact(x_int):
+            self.float_fallbacks += 1
+            with torch.no_grad():
+                return self.layer(x)
         kernel, stride, padding, dilation = self.geometry
         n, _, h, w = x.shape
         oh = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1

@@ -54,3 +54,25 @@ def test_integer_reference_without_adc_equals_the_exact_network() -> None:
     with torch.no_grad():
         assert torch.equal(integer_reference(model)(x), model(x))
     assert isinstance(model.conv1.platform, Diana)
+
+
+@pytest.mark.parametrize("area", [4, 49])
+def test_a_finer_grid_input_runs_in_int64_only_where_float32_sums_it_exactly(area: int) -> None:
+    """A classifier after a global average over `area` positions reads inputs finer than the
+    activation grid. Over 2x2 (values k/4) the network's float32 sums are exact and the
+    reference runs in int64; over 7x7 (values k/49 >= 1, on a 2^-23 grid) float32 rounds the sums,
+    so the reference runs the layer as the network does. Both equal the network bit for bit."""
+    from odimo.nn.mapping import quant_layers
+
+    model = chip_model("res20", "analog", 1152)
+    ref = integer_reference(model)
+    name = list(quant_layers(model))[-1]
+    layer, integer = quant_layers(model)[name], dict(ref.named_modules())[name]
+    assert layer.readout is not None and integer.float_fallbacks == 0
+    g = torch.Generator().manual_seed(0)
+    k = torch.randint(area, 127 * area, (64, layer.in_channels, 1, 1), generator=g)  # >= 1
+    x = (k.double() / area * layer.input_quant.step().double()).float()
+    with torch.no_grad():
+        expected, got = layer(x), integer(x)
+    assert torch.equal(got, expected)
+    assert (integer.float_fallbacks > 0) == (area == 49)
