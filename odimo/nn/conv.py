@@ -291,7 +291,7 @@ class QuantConv2d(nn.Conv2d):
         y = self._conv_forward(x, weight, bias)
         mix = self.unit_weights()[self.readout_unit].view(1, -1, 1, 1)
         if self.sums_from_output(x):
-            delta, scale = self.readout_correction_from_output(y, bias, mix)
+            delta, scale = self.readout_correction_from_output(x, y, bias, mix)
         else:
             delta, scale = self.readout_correction(x)
         return _AddCorrection.apply(y, mix * scale, delta.to(y.dtype))
@@ -328,19 +328,20 @@ class QuantConv2d(nn.Conv2d):
 
     @torch.no_grad()
     def readout_correction_from_output(
-        self, y: Tensor, bias: Tensor, mix: Tensor
+        self, x: Tensor, y: Tensor, bias: Tensor, mix: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """`readout_correction` without its conv, for a one-hot forward on one row tile.
+        """`readout_correction` with the conv only where it is needed, for a one-hot forward
+        on one row tile: the same Δ and factor, to the bit.
 
         On a channel the forward computes on the analog unit, the mixed conv's output is
-        y = p·scale + b with p the integer partial sum (|p| ≤ 1152·127 < 2^24) and scale =
-        act_step·s_c, so p = round((y − b)/scale): the float32 conv's rounding error grows
-        with |p| and is far below the ½ the rounding forgives (at most 0.0015 for |p| up to
-        4 051 on a trained Fashion-MNIST ResNet20; values tested against the exact sums).
-        Δ is zero on the channels computed on another unit: their unit weight's gradient sees
-        the analog unit's exact sum there, not its read-out (with the half-LSB offset the
-        read-out error is zero-mean, so on average the two differ only where the ADC clips;
-        docs/chip.md).
+        y = p·scale + b with p the integer partial sum and scale = act_step·s_c, so
+        p = round((y − b)/scale): the float32 conv's rounding error grows with |p| and is far
+        below the ½ the rounding forgives (at most 0.0015 for |p| up to 4 051 on a trained
+        Fashion-MNIST ResNet20; tested against the exact sums). The channels the forward puts
+        on another unit need their analog p only when the unit weights take a gradient (a
+        search: ∂/∂w_a = ⟨g, y_a + Δ⟩ sees the read-out there too), from a conv over those
+        channels alone; a frozen mapping needs none (then, noiseless with a set gain, Δ is one
+        fused kernel on y).
         """
         u = self.readout_unit
         act_step = self.input_quant.step()
@@ -348,14 +349,21 @@ class QuantConv2d(nn.Conv2d):
         scale = self._readout_scale(parts, act_step).to(y.dtype)
         analog = mix.detach() > 0.5
         readout, bias = self.readout, bias.detach().to(y.dtype)
-        if readout.calibrated and (readout.noise is None or readout.noise.silent):
+        others = torch.nonzero(~analog.view(-1)).flatten() if mix.requires_grad else None
+        silent = readout.noise is None or readout.noise.silent
+        if (others is None or others.numel() == 0) and readout.calibrated and silent:
             gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
             qmin, qmax = readout.adc.qmin, readout.adc.qmax
             args = (bias, scale, analog, gain, offset, qmin, qmax)
             return fused.call("readout_delta_from_output", y.detach(), *args), scale
-        p = (y.detach() - bias.view(1, -1, 1, 1)).div_(scale).round_().mul_(analog).unsqueeze(1)
+        p = (y.detach() - bias.view(1, -1, 1, 1)).div_(scale).round_().mul_(analog)
+        if others is not None and others.numel():
+            inner = parts.inner.index_select(0, others).to(y.dtype) / act_step  # t·2^k
+            sums = readout.partial_sums(x.detach().to(y.dtype), inner, self).squeeze(1)
+            p.index_copy_(1, others, sums)
+        p = p.unsqueeze(1)
         self.calibrate_readout(p)
-        return readout.read(p, delta=True).mul_(analog), scale
+        return readout.read(p, delta=True), scale
 
     @staticmethod
     def _readout_scale(parts: Factored, act_step: Tensor) -> Tensor:
