@@ -92,7 +92,7 @@ EAGER: dict[str, Callable[..., object]] = {
     "readout_delta_from_output": readout_delta_from_output,
     "channel_dot": channel_dot,
 }
-#: Kernels over [N, C, L] views with per-channel [1, C, 1] arguments (`call_channels`).
+#: Kernels over [N, C, L] views with per-channel [1, C, 1] arguments (`_run_channels`).
 _CHANNEL_KERNELS = frozenset({"readout_delta_from_output", "channel_dot"})
 #: Kernels whose only element-shaped argument is the first (the others are scalars).
 _SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta"})
