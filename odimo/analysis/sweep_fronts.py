@@ -22,10 +22,16 @@ from odimo.analysis.pareto import (
     non_dominated,
     select_representatives,
 )
+from odimo.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 CRITERION = "val_acc_hard"
+#: Front criterion per `accuracy` setting: the noiseless deployed network, or its mean under the
+#: read-out noise (runs on a platform whose analog core has an ADC).
+CRITERIA = {"hard": "val_acc_hard", "chip": "val_acc_chip"}
+#: Settings of `accuracy` (auto: `chip` when every network of the sweep has it, else `hard`).
+ACCURACY_SETTINGS = ("auto", *CRITERIA)
 #: Columns of pareto.csv, in order.
 CSV_COLUMNS = (
     "label",
@@ -35,6 +41,8 @@ CSV_COLUMNS = (
     "strength",
     "val_acc_hard",
     "test_acc_hard",
+    "val_acc_chip",
+    "test_acc_chip",
     "latency_ms",
     "latency_cycles",
     "energy_uj",
@@ -45,11 +53,22 @@ CSV_COLUMNS = (
     "job_dir",
 )
 #: Columns of budgets.csv, in order.
-BUDGET_COLUMNS = ("metric", "budget", "label", "cost", "val_acc_hard", "test_acc_hard")
+BUDGET_COLUMNS = (
+    "metric",
+    "budget",
+    "label",
+    "cost",
+    "val_acc_hard",
+    "test_acc_hard",
+    "val_acc_chip",
+    "test_acc_chip",
+)
 #: pareto.csv column <- metrics.json key.
 METRIC_KEYS = {
     "val_acc_hard": "final/val/acc_hard",
     "test_acc_hard": "final/test/acc_hard",
+    "val_acc_chip": "final/val/acc_chip_mean",
+    "test_acc_chip": "final/test/acc_chip_mean",
     "latency_ms": "final/cost/latency_hard_ms",
     "latency_cycles": "final/cost/latency_hard_cycles",
     "energy_uj": "final/cost/energy_hard_uj",
@@ -86,7 +105,7 @@ def job_rows(jobs: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]
             "baseline": job["baseline"],
             "reg": job["reg"],
             "strength": job["strength"],
-            **{col: job[key] for col, key in METRIC_KEYS.items()},
+            **{col: _number(job.get(key)) for col, key in METRIC_KEYS.items()},
             "on_front_latency": False,
             "on_front_energy": False,
             "selected": False,
@@ -113,6 +132,30 @@ def job_rows(jobs: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]
     return sorted(rows, key=order)
 
 
+def _number(value: Any) -> float:
+    """A metric value as a float, NaN when it is missing (cascades carry no chip accuracy)."""
+    return math.nan if value is None else float(value)
+
+
+def front_criterion(rows: list[dict[str, Any]], accuracy: str) -> str:
+    """The accuracy column the fronts maximise: `accuracy` hard | chip, or auto: the chip
+    accuracy (under read-out noise) when every network of the sweep has one, else hard.
+    Raises ConfigError for `chip` when some network has none (one line naming a job)."""
+    if accuracy not in ACCURACY_SETTINGS:
+        raise ConfigError(f"accuracy={accuracy!r} is not one of: {', '.join(ACCURACY_SETTINGS)}")
+    singles = [row for row in rows if row["kind"] != "cascade"]
+    lacking = [row["label"] for row in singles if not math.isfinite(row["val_acc_chip"])]
+    if accuracy == "auto":
+        return CRITERIA["chip" if singles and not lacking else "hard"]
+    if accuracy == "chip" and lacking:
+        raise ConfigError(
+            f"accuracy=chip: {len(lacking)} jobs have no accuracy under read-out noise (e.g. "
+            f"{lacking[0]}: run on a platform without the ADC or eval.noise_draws=0); use "
+            "accuracy=hard"
+        )
+    return CRITERIA[accuracy]
+
+
 def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
     """A float column of the rows."""
     return np.array([row[key] for row in rows], dtype=float)
@@ -137,10 +180,12 @@ def analyse_front(
     k: int,
     budgets: list[float] | None,
     ref_cost: float | None,
+    criterion: str = CRITERION,
 ) -> dict[str, Any]:
-    """Front, representatives, budget table and hypervolume of one cost; sets the row flags."""
+    """Front, representatives, budget table and hypervolume of one cost over the accuracy column
+    `criterion`; sets the row flags."""
     cost_col = FRONTS[name][0]
-    cost, acc = _column(rows, cost_col), _column(rows, CRITERION)
+    cost, acc = _column(rows, cost_col), _column(rows, criterion)
     front = non_dominated(cost, acc)
     for row, flag in zip(rows, front, strict=True):
         row[f"on_front_{name}"] = bool(flag)
@@ -159,8 +204,7 @@ def analyse_front(
                 "budget": hit["budget"],
                 "label": row["label"] if row else None,
                 "cost": hit["cost"],
-                "val_acc_hard": row["val_acc_hard"] if row else None,
-                "test_acc_hard": row["test_acc_hard"] if row else None,
+                **{col: row[col] if row else None for col in BUDGET_COLUMNS[4:]},
             }
         )
     return {
@@ -178,21 +222,28 @@ def analyse_sweep(
     k: int,
     budgets: dict[str, list[float] | None],
     hv_refs: dict[str, float | None],
+    criterion: str = CRITERION,
 ) -> dict[str, dict[str, Any]]:
     """Both fronts of the rows (flags set in place); the latency choice marks `selected`."""
-    fronts = {name: analyse_front(rows, name, k, budgets[name], hv_refs[name]) for name in FRONTS}
+    fronts = {
+        name: analyse_front(rows, name, k, budgets[name], hv_refs[name], criterion)
+        for name in FRONTS
+    }
     for i in fronts["latency"]["selected"]:
         rows[i]["selected"] = True
     return fronts
 
 
 def sweep_selection(
-    rows: list[dict[str, Any]], fronts: dict[str, dict[str, Any]], k: int
+    rows: list[dict[str, Any]],
+    fronts: dict[str, dict[str, Any]],
+    k: int,
+    criterion: str = CRITERION,
 ) -> dict[str, Any]:
     """The content of selection.json: the chosen rows per front and the hypervolumes."""
     return {
         "k": k,
-        "criterion": CRITERION,
+        "criterion": criterion,
         # Membership in these lists is the selection; the rows' own `selected` flag is dropped
         # because in pareto.csv it only marks the latency choice.
         **{

@@ -268,3 +268,59 @@ def test_hypervolumes_of_single_networks_cascades_and_both(
         }
         assert got[name] == pytest.approx(expect)
     assert "cascades 0." in capsys.readouterr().out
+
+
+def _add_chip_accuracy(sweep: Path, skip: str | None = None) -> dict[str, float]:
+    """Give every finished job an accuracy under read-out noise that penalises analog channels
+    (val − 0.3·analog fraction), so that the chip front differs from the noiseless one."""
+    chip = {}
+    for metrics in sweep.rglob("metrics.json"):
+        if not (metrics.parent / "DONE").exists() or metrics.parent.name == skip:
+            continue
+        try:
+            data = json.loads(metrics.read_text())
+        except json.JSONDecodeError:
+            continue
+        value = data["final/val/acc_hard"] - 0.3 * data["final/arch/analog_frac"]
+        data["final/val/acc_chip_mean"] = value
+        data["final/test/acc_chip_mean"] = (
+            data["final/test/acc_hard"] - 0.3 * data["final/arch/analog_frac"]
+        )
+        metrics.write_text(json.dumps(data))
+        chip[metrics.parent.relative_to(sweep).as_posix()] = value
+    return chip
+
+
+def test_fronts_use_the_chip_accuracy_when_every_network_has_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sweep = make_sweep(tmp_path / "sweep")
+    _add_chip_accuracy(sweep)
+    fronts = {}
+    for accuracy in ("auto", "hard"):
+        out = tmp_path / accuracy
+        run(compose_cfg([f"sweep_dir={sweep}", f"out_dir={out}", f"accuracy={accuracy}"]))
+        rows = read_csv(out / "pareto.csv")
+        selection = json.loads((out / "selection.json").read_text())
+        column = {"auto": "val_acc_chip", "hard": "val_acc_hard"}[accuracy]
+        assert selection["criterion"] == column
+        cost = np.array([float(r["latency_ms"]) for r in rows])
+        acc = np.array([float(r[column]) for r in rows])
+        expected = non_dominated(cost, acc)
+        assert [r["on_front_latency"] == "true" for r in rows] == expected.tolist()
+        fronts[accuracy] = {r["label"] for r in rows if r["on_front_latency"] == "true"}
+    assert fronts["auto"] != fronts["hard"]
+    assert "acc_chip_mean" in capsys.readouterr().out
+
+
+def test_a_network_without_chip_accuracy_falls_back_or_is_refused(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "sweep")
+    _add_chip_accuracy(sweep, skip="all_analog")
+    run(compose_cfg([f"sweep_dir={sweep}", f"out_dir={tmp_path / 'auto'}"]))
+    assert json.loads((tmp_path / "auto" / "selection.json").read_text())["criterion"] == (
+        "val_acc_hard"
+    )
+    with pytest.raises(ConfigError, match="accuracy=chip: 1 jobs have no accuracy under"):
+        run(compose_cfg([f"sweep_dir={sweep}", "accuracy=chip"]))
+    with pytest.raises(ConfigError, match="accuracy='noisy' is not one of"):
+        run(compose_cfg([f"sweep_dir={sweep}", "accuracy=noisy"]))
