@@ -173,7 +173,7 @@ def _channels_view(t: Tensor, channels: int) -> Tensor:
     return t.contiguous().view(t.shape[0], channels, -1)
 
 
-def _run_channels(fn: Callable[..., object], x: Tensor, *rest):
+def _run_channels(fn: Callable[..., object], name: str, x: Tensor, *rest):
     """Run a `_CHANNEL_KERNELS` kernel on x [N, C, ...] viewed as [N, C, L]: tensor arguments
     are x-shaped or per-channel, the others scalars; an x-shaped result comes back in x's
     shape (one rank for every layer: one compiled kernel for all of them)."""
@@ -199,7 +199,7 @@ def call(name: str, *args):
             fn = torch.compile(EAGER[name], dynamic=True, fullgraph=True)
             _State.compiled[name] = fn
         try:
-            return run(fn, *args) if run is _run_channels else run(fn, name, *args)
+            return run(fn, name, *args)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back for this key
             if is_out_of_memory(err):
                 raise  # a real resource error: the eager kernel would not fit either
@@ -213,6 +213,6 @@ def call(name: str, *args):
                     stacklevel=2,
                 )
             _State.failed.add(key)
-    if run is _run_channels:
-        return _run_channels(EAGER[name], *args)
+    if run is _run_channels:  # the eager kernel needs the [N, C, L] views to broadcast too
+        return run(EAGER[name], name, *args)
     return EAGER[name](*args)

@@ -178,3 +178,25 @@ def test_compiled_read_out_equals_an_independent_integer_computation(restore_fus
     got = fused.call(kernel, p.float(), torch.tensor(64.0), torch.tensor(32.0), -32, 31)
     assert not fused.compiled_signatures_failed(), "the kernels should compile on this machine"
     assert torch.equal(got, expected.float())
+
+
+def test_per_channel_read_out_kernels_equal_an_independent_computation(restore_fused):
+    """`readout_delta_from_output` (p = round((y − b)/s) per channel, read out on the analog
+    channels, 0 elsewhere) and `channel_dot`, compiled and eager, equal an int64 computation
+    and a plain per-channel sum."""
+    g = torch.Generator().manual_seed(2)
+    p = torch.randint(-3000, 3000, (3, 4, 5, 6), generator=g)
+    bias = torch.tensor([0.5, -1.25, 2.0, 0.0])
+    scale = torch.tensor([0.25, 0.125, 0.5, 1.0])
+    y = p.float() * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    analog = torch.tensor([True, False, True, True]).view(1, -1, 1, 1)
+    expected = ((p >> 6).clamp(-32, 31) * 64 + 32 - p) * analog
+    other = torch.randn(3, 4, 5, 6, generator=g)
+    dot = (y.double() * other.double()).sum((0, 2, 3))
+    for enabled in (True, False):
+        fused.set_fused(enabled)
+        args = (bias, scale.view(1, -1, 1, 1), analog, torch.tensor(64.0), torch.tensor(32.0))
+        got = fused.call("readout_delta_from_output", y, *args, -32, 31)
+        assert got.shape == y.shape and torch.equal(got, expected.float())
+        assert torch.allclose(fused.call("channel_dot", y, other).double(), dot, rtol=1e-5)
+    assert not fused.compiled_signatures_failed()
