@@ -156,6 +156,12 @@ def front_criterion(rows: list[dict[str, Any]], accuracy: str) -> str:
     return CRITERIA[accuracy]
 
 
+def paired_test_column(criterion: str) -> str:
+    """The test-split column reported beside the validation criterion (`val_acc_chip` ->
+    `test_acc_chip`)."""
+    return criterion.replace("val_", "test_", 1)
+
+
 def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
     """A float column of the rows."""
     return np.array([row[key] for row in rows], dtype=float)

@@ -27,6 +27,7 @@ from odimo.analysis.sweep_fronts import (
     analyse_sweep,
     front_criterion,
     job_rows,
+    paired_test_column,
     platform_groups,
     sweep_selection,
 )
@@ -117,7 +118,7 @@ def print_table(
 ) -> None:
     """Print one line per job: label, val/test accuracy (`criterion`'s), latency, energy, front
     flags."""
-    test_col = criterion.replace("val_", "test_", 1)
+    test_col = paired_test_column(criterion)
     width = max([len("label")] + [len(row["label"]) for row in rows])
     print(f"{len(rows)} finished jobs in {sweep_dir}")
     print(f"{'label':<{width}}  {'val %':>6}  {'test %':>6}  {'lat ms':>9}  {'E µJ':>9}  front")
@@ -237,7 +238,7 @@ def write_outputs(
             front_key=f"on_front_{name}",
             selected_key="selected",
             acc_key=criterion,
-            test_key=criterion.replace("val_", "test_", 1),
+            test_key=paired_test_column(criterion),
             title=f"{opts.sweep_dir.name}: accuracy vs {name}",
         )
     return {key: str(path) for key, path in paths.items()}
