@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -41,20 +42,7 @@ def test_chip_aware_baseline_reports_chip_accuracy_and_exports_exactly(tmp_path)
     assert info["test_acc"] == pytest.approx(metrics["final/test/acc_hard"])
     assert info["test_acc_chip_mean"] == pytest.approx(metrics["final/test/acc_chip_mean"])
 
-    table = chip_eval(
-        OmegaConf.create(
-            {
-                "run_dir": str(tmp_path / "run"),
-                "platform": "diana",
-                "sigmas": [0, 1],
-                "draws": 2,
-                "seed": 0,
-                "split": "test",
-                "images": None,
-                "threads": None,
-            }
-        )  # fmt: skip
-    )
+    table = chip_eval(_chip_eval_cfg(run_dir=str(tmp_path / "run")))
     assert table["chip"][0]["mean"] == pytest.approx(metrics["final/test/acc_hard"])
     assert table["chip"][1]["mean"] == pytest.approx(res["mean"])  # same seeds, same draws
     assert json.loads((tmp_path / "run" / "chip_eval.json").read_text())["trained_with_adc"]
@@ -84,3 +72,46 @@ def test_ideal_arithmetic_and_noise_without_adc(tmp_path) -> None:
         run(train_cfg(tmp_path, *base, "train.noise=true", "force=true", run="noisy"))
     with pytest.raises(ConfigError, match="train.recalibrate_every must be an int >= 0"):
         run(train_cfg(tmp_path, *base, "train.recalibrate_every=-1", "force=true", run="neg"))
+
+
+def _chip_eval_cfg(**keys) -> OmegaConf:
+    base = {"run_dir": None, "sweep_dir": None, "force": False, "platform": "diana",
+            "sigmas": [0, 1], "draws": 2, "seed": 0, "split": "test", "images": None,
+            "threads": None}  # fmt: skip
+    return OmegaConf.create({**base, **keys})
+
+
+def test_chip_eval_of_a_sweep_tabulates_every_run_and_reuses_matching_results(tmp_path) -> None:
+    """sweep_dir=: one row per finished run in <sweep>/chip_eval.csv; σ = 0 of a chip-aware run
+    and the ideal accuracy of an exact-sum run equal their training's own final evaluation; a
+    second call reads the stored results, other settings or force=true evaluate again."""
+    import csv
+
+    base = ("phases=[warmup,baseline]", "baseline=all_analog", "eval.noise_draws=0")
+    sweep = tmp_path / "sweep"
+    aware = run(train_cfg(sweep, *base, run="aware"))
+    exact = run(train_cfg(sweep, *base, "platform.analog.adc=null", run="exact"))
+    (sweep / "unfinished").mkdir()  # no DONE marker: not a run of the table
+    (sweep / "unfinished" / "metrics.json").write_text("{}")
+    first = chip_eval(_chip_eval_cfg(sweep_dir=str(sweep)))
+    rows = {Path(r["run_dir"]).name: r for r in first["runs"]}
+    assert set(rows) == {"aware", "exact"} and not any(r["reused"] for r in rows.values())
+    assert rows["aware"]["trained_with_adc"] and not rows["exact"]["trained_with_adc"]
+    assert rows["aware"]["sigma_0_mean"] == pytest.approx(aware["final/test/acc_hard"])
+    assert rows["exact"]["ideal"] == pytest.approx(exact["final/test/acc_hard"])
+    with open(sweep / "chip_eval.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [Path(r["run_dir"]).name for r in table] == [Path(r["run_dir"]).name
+                                                        for r in first["runs"]]  # fmt: skip
+    assert float(table[0]["sigma_1_mean"]) == pytest.approx(first["runs"][0]["sigma_1_mean"])
+    again = chip_eval(_chip_eval_cfg(sweep_dir=str(sweep)))
+    assert all(r["reused"] for r in again["runs"])
+    assert [r["sigma_1_mean"] for r in again["runs"]] == [r["sigma_1_mean"] for r in first["runs"]]
+    more = chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), draws=3))
+    assert not any(r["reused"] for r in more["runs"])
+    forced = chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), draws=3, force=True))
+    assert not any(r["reused"] for r in forced["runs"])
+    with pytest.raises(ConfigError, match="exactly one of run_dir"):
+        chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), run_dir=str(sweep / "aware")))
+    with pytest.raises(ConfigError, match="holds no finished run"):
+        chip_eval(_chip_eval_cfg(sweep_dir=str(sweep / "unfinished")))
