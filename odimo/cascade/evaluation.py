@@ -8,9 +8,12 @@ content of cascade.json (see docs/cascade.md for every field).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from odimo.cascade.curve import Curve, build_curve, choose_budget, choose_max_acc, choose_near_big
 from odimo.cascade.expected_cost import NetCost, worst_case_cost
@@ -23,6 +26,8 @@ from odimo.hw import platform_key
 from odimo.io import json_safe
 
 FORMAT = "odimo.cascade/1"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,12 +56,14 @@ class CascadeOptions:
 @dataclass
 class Pair:
     """Both networks' predictions per split (and per part of val: `select`, `holdout`), infos
-    and costs (big = None: a single network)."""
+    and costs (big = None: a single network); `noise`: the read-out noise both networks'
+    noise-draw predictions share (None: the cascade is judged noiseless only)."""
 
     little: dict[str, Predictions]
     big: dict[str, Predictions]
     infos: tuple[dict[str, Any], dict[str, Any] | None]
     costs: tuple[NetCost, NetCost]
+    noise: dict[str, Any] | None = None
 
     def outputs(self, split: str, score: str, postcheck: bool) -> PairOutputs:
         little, big = self.little[split], self.big[split]
@@ -85,11 +92,46 @@ def load_pair(opts: CascadeOptions) -> Pair:
                 "not add up (mix_platforms=true if they really run on two chips)"
             )
     costs = (info_cost(infos[0]), info_cost(infos[1]) if infos[1] else NetCost(0.0, 0.0))
+    noise = pair_noise(infos[0], infos[1] if opts.big is not None else infos[0])
+    if noise is not None:
+        for preds in (little, big):
+            for split in SPLITS:
+                preds[split] = with_draws(preds[split], noise["draws"])
     parts = split_val(len(little["val"]), opts.holdout_fraction, opts.split_seed)
     for part in PARTS:
         little[part] = subset(little["val"], parts[part], part)
         big[part] = subset(big["val"], parts[part], part)
-    return Pair(little, big, (infos[0], infos[1]), costs)
+    return Pair(little, big, (infos[0], infos[1]), costs, noise)
+
+
+def pair_noise(little: dict[str, Any], big: dict[str, Any]) -> dict[str, Any] | None:
+    """The read-out noise under which the cascade can be judged: both networks' noise-draw
+    predictions have the same σ, snr and draws, or one of them has no analog read-out at all
+    (its outputs are the same in every draw). None (noiseless only) otherwise, with a warning
+    when one network has draws the other lacks."""
+    noises = [info.get("noise") for info in (little, big)]
+    if not any(noises):
+        return None
+    without = [info.get("read_out") is False for info in (little, big)]
+    known = [n for n, w in zip(noises, without) if not w]
+    if all(known) and all(n == known[0] for n in known):
+        return dict(known[0]) if known else None
+    names = [info.get("name") for info in (little, big)]
+    log.warning(
+        "the cascade is judged without read-out noise: %s and %s do not share noise-draw "
+        "predictions (%s vs %s); run tasks/predict.py with the same noise_draws on both",
+        *names,
+        *noises,
+    )
+    return None
+
+
+def with_draws(preds: Predictions, draws: int) -> Predictions:
+    """`preds` with noise-draw logits: its own, or (a network without an analog read-out) its
+    noiseless logits in every draw."""
+    if preds.noisy is not None:
+        return preds
+    return replace(preds, noisy=np.broadcast_to(preds.logits, (draws, *preds.logits.shape)))
 
 
 def choose_all(opts: CascadeOptions, curve: Curve, acc_big: float) -> dict[str, int | None]:
@@ -110,6 +152,33 @@ def _split_point(pair: Pair, opts: CascadeOptions, split: str, threshold: float)
     for metric, key in (("latency_ms", "latency_expected_ms"), ("energy_uj", "energy_expected_uj")):
         out[key] = little.get(metric) + p_big * big.get(metric) + opts.lookup.get(metric)
     return out
+
+
+def _chip_point(pair: Pair, opts: CascadeOptions, split: str, threshold: float) -> dict | None:
+    """`_split_point` under read-out noise: the accuracy of each draw (draw d of little with
+    draw d of big) as mean ± std, the big share and expected costs as means; the networks'
+    own accuracies too. None when the pair has no shared noise draws (`pair_noise`)."""
+    if pair.noise is None:
+        return None
+    little, big = pair.little[split], pair.big[split]
+    accs, shares = [], []
+    for d in range(pair.noise["draws"]):
+        out = pair_outputs(little.noisy[d], big.noisy[d], little.labels, opts.score, opts.postcheck)
+        acc, p_big = at_threshold(out, threshold)
+        accs.append(acc)
+        shares.append(p_big)
+    p_big = float(np.mean(shares))
+    point = {
+        "acc_mean": float(np.mean(accs)),
+        "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+        "p_big_mean": p_big,
+        "acc_little_mean": float((little.noisy.argmax(2) == little.labels).mean()),
+        "acc_big_mean": float((big.noisy.argmax(2) == big.labels).mean()),
+    }
+    c_little, c_big = pair.costs
+    for metric, key in (("latency_ms", "latency_expected_ms"), ("energy_uj", "energy_expected_uj")):
+        point[key] = c_little.get(metric) + p_big * c_big.get(metric) + opts.lookup.get(metric)
+    return point
 
 
 def pick_threshold(opts: CascadeOptions, pair: Pair, select: Curve) -> tuple[float, str, dict]:
@@ -156,6 +225,7 @@ def val_report(opts: CascadeOptions, pair: Pair, threshold: float) -> dict[str, 
         "acc_big_holdout": pair.big["holdout"].acc if opts.big is not None else None,
         **parts,
         "n": len(pair.little["val"]),
+        "chip_holdout": _chip_point(pair, opts, "holdout", threshold),
     }
 
 
@@ -175,6 +245,7 @@ def test_report(opts: CascadeOptions, pair: Pair, threshold: float) -> dict[str,
         "n": len(little),
         "acc_split": point["acc"],
         "p_big_split": point["p_big"],
+        "chip": _chip_point(pair, opts, "test", threshold),
     }
     c_little, c_big = pair.costs
     if opts.memory != "none":
@@ -253,6 +324,8 @@ def evaluate_cascade(opts: CascadeOptions) -> tuple[dict[str, Any], dict[str, Cu
         "memory": opts.memory,
         "threshold": threshold,
         "threshold_source": source,
+        # the accuracies above are the noiseless chip's; "chip" blocks: under this noise
+        "noise": pair.noise,
         "val": val_report(opts, pair, threshold),
         "test": test_report(opts, pair, threshold),
         "choices": choices,

@@ -35,4 +35,5 @@ def split_val(n: int, holdout_fraction: float, seed: int) -> dict[str, np.ndarra
 
 def subset(preds: Predictions, index: np.ndarray, part: str) -> Predictions:
     """The predictions of the images `index` of a split, named `part`."""
-    return Predictions(preds.logits[index], preds.labels[index], part, preds.source)
+    noisy = None if preds.noisy is None else preds.noisy[:, index]
+    return Predictions(preds.logits[index], preds.labels[index], part, preds.source, noisy)

@@ -23,10 +23,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from odimo.analysis.sweep import read_job
-from odimo.cascade.preds import preds_path, save_predictions, write_info
+from odimo.cascade.preds import (
+    noise_preds_path,
+    preds_path,
+    save_noisy_predictions,
+    save_predictions,
+    write_info,
+)
 from odimo.errors import CheckpointError, ConfigError, OdimoError
 from odimo.hw.analog import NoiseConfig
-from odimo.lit.chip import chip_accuracy
+from odimo.lit.chip import noisy_logits
 from odimo.models import load_mapped
 from odimo.nn.mapping import quant_layers
 from odimo.quant.adc import readouts
@@ -219,8 +225,9 @@ def predict_finished_run(
 
     With `check_metrics`, each split's accuracy must equal the run's own final evaluation.
     With `noise_draws` and a network that reads out through the analog ADC, each split's
-    accuracy under the platform's read-out noise is added (`<split>_acc_chip_mean/std`, seeded
-    draws 0..n-1, `odimo.lit.chip`); the logits themselves are the noiseless chip's.
+    logits under the platform's read-out noise are saved too (`preds_<split>_noise.npz`, seeded
+    draws 0..n-1 as `odimo.lit.chip` draws them) with their accuracy (`<split>_acc_chip_mean/
+    std`) and the noise in the info (`noise`); the plain logits are the noiseless chip's.
     """
     if not run_dir.is_dir():
         raise ConfigError(f"run_dir {run_dir} is not a directory")
@@ -235,10 +242,18 @@ def predict_finished_run(
         info[f"{split}_acc"] = acc
         info[f"{split}_n"] = len(labels)
         noise = read_out_noise(clf.model)
+        noise_path = noise_preds_path(run_dir, split)
         if noise_draws > 0 and noise is not None:
             loader = split_loader(clf.datamodule, split)
-            res = chip_accuracy(clf.model.to(device), loader, noise, noise_draws)
-            info[f"{split}_acc_chip_mean"], info[f"{split}_acc_chip_std"] = res["mean"], res["std"]
+            noisy = noisy_logits(clf.model.to(device), loader, noise, noise_draws).numpy()
+            save_noisy_predictions(noise_path, noisy, labels)
+            accs = (noisy.argmax(2) == labels).mean(1)
+            std = float(accs.std(ddof=1)) if len(accs) > 1 else 0.0
+            info[f"{split}_acc_chip_mean"], info[f"{split}_acc_chip_std"] = float(accs.mean()), std
+            info["noise"] = {"sigma_lsb": noise.sigma_lsb, "snr": noise.snr, "draws": noise_draws}
+        else:
+            noise_path.unlink(missing_ok=True)  # never a stale file of an earlier call
+        info["read_out"] = noise is not None  # False: no analog read-out, noiseless by design
         info["num_classes"] = int(logits.shape[1])
     job = read_job(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     info.update(

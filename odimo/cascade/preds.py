@@ -4,6 +4,9 @@
 `<dir>/preds/preds_<split>.npz` holds `logits` [N, C] float32 and `labels` [N] int64 of one split
 in split order; `<dir>/preds/info.json` says where they come from, the dataset, the class count
 and the network's cost per inference (DIANA latency in ms, energy in µJ; null when unknown).
+A network that reads out through the analog ADC may also have `preds_<split>_noise.npz`:
+`logits` [D, N, C] of D seeded read-out noise draws (`tasks/predict.py noise_draws=D`; the
+draws and the noise are in info.json's `noise`), the chip's outputs under noise.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,8 @@ class Predictions:
     labels: np.ndarray
     split: str
     source: str = ""
+    #: logits [D, N, C] of D seeded read-out noise draws (None: noiseless predictions only)
+    noisy: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -64,6 +69,11 @@ def preds_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / PREDS_DIR / f"preds_{split}.npz"
 
 
+def noise_preds_path(run_dir: str | Path, split: str) -> Path:
+    """Where a run's predictions of `split` under read-out noise draws live."""
+    return Path(run_dir) / PREDS_DIR / f"preds_{split}_noise.npz"
+
+
 def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -> Path:
     """Write logits (float32) and labels (int64) as an .npz."""
     path = Path(path)
@@ -73,6 +83,37 @@ def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         np.savez(f, logits=logits, labels=labels)
     return path
+
+
+def save_noisy_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -> Path:
+    """Write the logits [D, N, C] of D noise draws (float32) and the labels [N] as an .npz."""
+    if np.asarray(logits).ndim != 3:
+        raise PredictionsError(f"noise-draw logits must be [D, N, C], got {np.shape(logits)}")
+    return save_predictions(path, logits, labels)
+
+
+def load_noisy(path: str | Path, plain: Predictions) -> np.ndarray | None:
+    """The noise draws' logits [D, N, C] of `plain`'s split (None when the file is absent);
+    PredictionsError when they do not belong to the same samples and classes."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            logits, labels = data["logits"], data["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+        raise PredictionsError(f"{path} is not a noise-draw predictions file ({err})") from None
+    shape = (len(plain), plain.num_classes)
+    if logits.ndim != 3 or logits.shape[1:] != shape or len(logits) == 0:
+        raise PredictionsError(
+            f"{path}: expected logits [D, {shape[0]}, {shape[1]}], got {logits.shape}"
+        )
+    if not np.array_equal(labels, plain.labels) or not np.isfinite(logits).all():
+        raise PredictionsError(
+            f"{path}: labels differ from {plain.source} or logits hold NaN/inf: "
+            f"run python tasks/predict.py run_dir={path.parent.parent} again"
+        )
+    return logits.astype(np.float64)
 
 
 def load_predictions(path: str | Path, split: str = "") -> Predictions:
@@ -159,4 +200,6 @@ def info_cost(info: dict[str, Any]) -> NetCost:
 def load_run(run_dir: str | Path, split: str) -> tuple[Predictions, dict[str, Any]]:
     """A run's predictions of one split and its info."""
     info = read_info(run_dir)
-    return load_predictions(preds_path(run_dir, split), split), info
+    plain = load_predictions(preds_path(run_dir, split), split)
+    noisy = load_noisy(noise_preds_path(run_dir, split), plain) if info.get("noise") else None
+    return replace(plain, noisy=noisy), info

@@ -66,6 +66,32 @@ def chip_accuracy(
     return {"mean": statistics.fmean(accs), "std": std, "draws": accs}
 
 
+@torch.no_grad()
+def noisy_logits(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    noise: NoiseConfig,
+    draws: int = NOISE_DRAWS,
+    seed: int = 0,
+) -> Tensor:
+    """Logits [draws, N, C] (float32, CPU) of `draws` seeded noise draws, the draws of
+    `chip_accuracy` (draw i: seed `seed + i`): their accuracies are its `draws`."""
+    if not readouts(model):
+        raise ValueError("the network has no analog read-out (platform.analog.adc is null)")
+    batches = list(batches)
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for i in range(draws):
+            set_readout_noise(model, noise, seed=seed + i)
+            logits = [model(x.to(device)).float().flatten(1).cpu() for x, _ in batches]
+            out.append(torch.cat(logits))
+    finally:
+        set_readout_noise(model, None)
+    return torch.stack(out)
+
+
 def on_platform(
     mapped_model: nn.Module, platform: Platform, calibration: Tensor | None = None
 ) -> nn.Module:

@@ -210,4 +210,14 @@ def print_summary(result: dict[str, Any], out: Path) -> None:
         f"{t['latency_expected_ms']:.4g} ms (worst {t['energy_worst_uj']:.4g} µJ, "
         f"{t['latency_worst_ms']:.4g} ms)"
     )
+    chip, noise = t.get("chip"), result.get("noise")
+    if chip is None:
+        print("  accuracies of the noiseless chip (no shared read-out noise draws)")
+    else:
+        print(
+            f"  under read-out noise (σ = {noise['sigma_lsb']:g} LSB, {noise['draws']} draws): "
+            f"test acc {pct(chip['acc_mean'])} ± {100 * chip['acc_std']:.2f} (little "
+            f"{pct(chip['acc_little_mean'])}, big {pct(chip['acc_big_mean'])}); sent to big "
+            f"{pct(chip['p_big_mean'])}; expected energy {chip['energy_expected_uj']:.4g} µJ"
+        )
     print(f"wrote cascade.json, cascade_curve.csv and cascade_curve.png to {out}")
