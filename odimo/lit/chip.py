@@ -41,6 +41,22 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> floa
     return correct / max(total, 1)
 
 
+def _over_draws(model: nn.Module, batches, noise: NoiseConfig, draws: int, seed: int, fn) -> list:
+    """fn(model, batches) in each of `draws` seeded noise draws (draw i: seed `seed + i` in every
+    read-out); the network is noiseless again afterwards. ValueError without a read-out."""
+    if not readouts(model):
+        raise ValueError("the network has no analog read-out (platform.analog.adc is null)")
+    batches = list(batches)
+    out = []
+    try:
+        for i in range(draws):
+            set_readout_noise(model, noise, seed=seed + i)
+            out.append(fn(model, batches))
+    finally:
+        set_readout_noise(model, None)
+    return out
+
+
 def chip_accuracy(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
@@ -52,21 +68,18 @@ def chip_accuracy(
 
     Raises ValueError if the network has no analog read-out (nothing to draw noise in).
     """
-    if not readouts(model):
-        raise ValueError("the network has no analog read-out (platform.analog.adc is null)")
-    batches = list(batches)
-    accs = []
-    try:
-        for i in range(draws):
-            set_readout_noise(model, noise, seed=seed + i)
-            accs.append(accuracy(model, batches))
-    finally:
-        set_readout_noise(model, None)
+    accs = _over_draws(model, batches, noise, draws, seed, accuracy)
     std = statistics.stdev(accs) if len(accs) > 1 else 0.0
     return {"mean": statistics.fmean(accs), "std": std, "draws": accs}
 
 
 @torch.no_grad()
+def _logits(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model(x.to(device)).float().flatten(1).cpu() for x, _ in batches])
+
+
 def noisy_logits(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
@@ -76,20 +89,7 @@ def noisy_logits(
 ) -> Tensor:
     """Logits [draws, N, C] (float32, CPU) of `draws` seeded noise draws, the draws of
     `chip_accuracy` (draw i: seed `seed + i`): their accuracies are its `draws`."""
-    if not readouts(model):
-        raise ValueError("the network has no analog read-out (platform.analog.adc is null)")
-    batches = list(batches)
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    try:
-        for i in range(draws):
-            set_readout_noise(model, noise, seed=seed + i)
-            logits = [model(x.to(device)).float().flatten(1).cpu() for x, _ in batches]
-            out.append(torch.cat(logits))
-    finally:
-        set_readout_noise(model, None)
-    return torch.stack(out)
+    return torch.stack(_over_draws(model, batches, noise, draws, seed, _logits))
 
 
 def on_platform(
