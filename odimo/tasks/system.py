@@ -173,7 +173,10 @@ def print_ranking(
 ) -> None:
     """The pool, then the best `top` rows: where each pair was judged and how it did on test."""
     metric = opts.cost_metric
-    print(f"{len(members)} networks in the pool ({metric}, val select/holdout/test acc %):")
+    print(
+        f"{len(members)} networks in the pool ({metric}, val select/holdout/test acc %; "
+        "accuracies of the noiseless chip, read-out noise: tasks/cascade.py on a pair):"
+    )
     for m in sorted(members, key=lambda m: m.cost.get(metric)):
         accs = " ".join(_pct(m.acc(v)) for v in ("select", "holdout", "test"))
         print(f"  {m.cost.get(metric):10.4g}  {accs}  {m.name}")
