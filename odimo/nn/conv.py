@@ -340,8 +340,9 @@ class QuantConv2d(nn.Conv2d):
         Fashion-MNIST ResNet20; tested against the exact sums). The channels the forward puts
         on another unit need their analog p only when the unit weights take a gradient (a
         search: ∂/∂w_a = ⟨g, y_a + Δ⟩ sees the read-out there too), from a conv over those
-        channels alone; a frozen mapping needs none (then, noiseless with a set gain, Δ is one
-        fused kernel on y).
+        channels alone; a frozen mapping needs none. Noiseless with a set gain, Δ is one fused
+        kernel on y (and the read-out of the others' sums); with noise, or on the batch that
+        sets the gain, it is computed from the assembled p.
         """
         u = self.readout_unit
         act_step = self.input_quant.step()
@@ -350,17 +351,23 @@ class QuantConv2d(nn.Conv2d):
         analog = mix.detach() > 0.5
         readout, bias = self.readout, bias.detach().to(y.dtype)
         others = torch.nonzero(~analog.view(-1)).flatten() if mix.requires_grad else None
+        others = others if others is not None and others.numel() else None
+        sums = None
+        if others is not None:
+            inner = parts.inner.index_select(0, others).to(y.dtype) / act_step  # t·2^k
+            sums = readout.partial_sums(x.detach().to(y.dtype), inner, self)
         silent = readout.noise is None or readout.noise.silent
-        if (others is None or others.numel() == 0) and readout.calibrated and silent:
+        if readout.calibrated and silent:  # one fused pass on y; the others from their sums
             gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
             qmin, qmax = readout.adc.qmin, readout.adc.qmax
             args = (bias, scale, analog, gain, offset, qmin, qmax)
-            return fused.call("readout_delta_from_output", y.detach(), *args), scale
+            delta = fused.call("readout_delta_from_output", y.detach(), *args)
+            if others is not None:
+                delta.index_copy_(1, others, readout.read(sums, delta=True))
+            return delta, scale
         p = (y.detach() - bias.view(1, -1, 1, 1)).div_(scale).round_().mul_(analog)
-        if others is not None and others.numel():
-            inner = parts.inner.index_select(0, others).to(y.dtype) / act_step  # t·2^k
-            sums = readout.partial_sums(x.detach().to(y.dtype), inner, self).squeeze(1)
-            p.index_copy_(1, others, sums)
+        if others is not None:
+            p.index_copy_(1, others, sums.squeeze(1))
         p = p.unsqueeze(1)
         self.calibrate_readout(p)
         return readout.read(p, delta=True), scale
