@@ -201,5 +201,13 @@ def load_run(run_dir: str | Path, split: str) -> tuple[Predictions, dict[str, An
     """A run's predictions of one split and its info."""
     info = read_info(run_dir)
     plain = load_predictions(preds_path(run_dir, split), split)
-    noisy = load_noisy(noise_preds_path(run_dir, split), plain) if info.get("noise") else None
+    noisy = None
+    if info.get("noise"):
+        path = noise_preds_path(run_dir, split)
+        noisy = load_noisy(path, plain)
+        if noisy is None:
+            raise PredictionsError(
+                f"{path} is missing although info.json lists noise draws: run python "
+                f"tasks/predict.py run_dir={run_dir} again"
+            )
     return replace(plain, noisy=noisy), info

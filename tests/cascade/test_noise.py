@@ -101,3 +101,10 @@ def test_noise_draws_of_other_samples_are_refused(tmp_path: Path) -> None:
     save_noisy_predictions(noise_preds_path(little, "test"), wrong, labels["test"][:-1])
     with pytest.raises(PredictionsError, match="expected logits"):
         load_run(little, "test")
+
+
+def test_noise_draws_listed_but_missing_are_refused(tmp_path: Path) -> None:
+    little, _, _ = _net(tmp_path, "little", 1.5, 1.0, DRAWS, 1)
+    noise_preds_path(little, "val").unlink()
+    with pytest.raises(PredictionsError, match="is missing although info.json lists noise"):
+        load_run(little, "val")
