@@ -24,6 +24,7 @@ from odimo.cascade.stream import memory_report
 from odimo.errors import ConfigError
 from odimo.hw import platform_key
 from odimo.io import json_safe
+from odimo.lit.chip import draw_summary
 
 FORMAT = "odimo.cascade/1"
 
@@ -147,11 +148,17 @@ def choose_all(opts: CascadeOptions, curve: Curve, acc_big: float) -> dict[str, 
 def _split_point(pair: Pair, opts: CascadeOptions, split: str, threshold: float) -> dict:
     """Accuracy, big share and expected costs (no memory) of one split at one threshold."""
     acc, p_big = at_threshold(pair.outputs(split, opts.score, opts.postcheck), threshold)
+    return {"acc": acc, "p_big": p_big, **_expected_costs(pair, opts, p_big)}
+
+
+def _expected_costs(pair: Pair, opts: CascadeOptions, p_big: float) -> dict[str, float]:
+    """Expected latency and energy per input (no memory) when a share p_big goes to big."""
     little, big = pair.costs
-    out = {"acc": acc, "p_big": p_big}
-    for metric, key in (("latency_ms", "latency_expected_ms"), ("energy_uj", "energy_expected_uj")):
-        out[key] = little.get(metric) + p_big * big.get(metric) + opts.lookup.get(metric)
-    return out
+    keys = (("latency_ms", "latency_expected_ms"), ("energy_uj", "energy_expected_uj"))
+    return {
+        key: little.get(metric) + p_big * big.get(metric) + opts.lookup.get(metric)
+        for metric, key in keys
+    }
 
 
 def _chip_point(pair: Pair, opts: CascadeOptions, split: str, threshold: float) -> dict | None:
@@ -167,18 +174,16 @@ def _chip_point(pair: Pair, opts: CascadeOptions, split: str, threshold: float) 
         acc, p_big = at_threshold(out, threshold)
         accs.append(acc)
         shares.append(p_big)
+    acc = draw_summary(accs)
     p_big = float(np.mean(shares))
-    point = {
-        "acc_mean": float(np.mean(accs)),
-        "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+    return {
+        "acc_mean": acc["mean"],
+        "acc_std": acc["std"],
         "p_big_mean": p_big,
         "acc_little_mean": float((little.noisy.argmax(2) == little.labels).mean()),
         "acc_big_mean": float((big.noisy.argmax(2) == big.labels).mean()),
+        **_expected_costs(pair, opts, p_big),
     }
-    c_little, c_big = pair.costs
-    for metric, key in (("latency_ms", "latency_expected_ms"), ("energy_uj", "energy_expected_uj")):
-        point[key] = c_little.get(metric) + p_big * c_big.get(metric) + opts.lookup.get(metric)
-    return point
 
 
 def pick_threshold(opts: CascadeOptions, pair: Pair, select: Curve) -> tuple[float, str, dict]:

@@ -32,7 +32,7 @@ from odimo.cascade.preds import (
 )
 from odimo.errors import CheckpointError, ConfigError, OdimoError
 from odimo.hw.analog import NoiseConfig
-from odimo.lit.chip import noisy_logits
+from odimo.lit.chip import draw_summary, noisy_logits
 from odimo.models import load_mapped
 from odimo.nn.mapping import quant_layers
 from odimo.quant.adc import readouts
@@ -247,9 +247,8 @@ def predict_finished_run(
             loader = split_loader(clf.datamodule, split)
             noisy = noisy_logits(clf.model.to(device), loader, noise, noise_draws).numpy()
             save_noisy_predictions(noise_path, noisy, labels)
-            accs = (noisy.argmax(2) == labels).mean(1)
-            std = float(accs.std(ddof=1)) if len(accs) > 1 else 0.0
-            info[f"{split}_acc_chip_mean"], info[f"{split}_acc_chip_std"] = float(accs.mean()), std
+            res = draw_summary((noisy.argmax(2) == labels).mean(1))
+            info[f"{split}_acc_chip_mean"], info[f"{split}_acc_chip_std"] = res["mean"], res["std"]
             info["noise"] = {"sigma_lsb": noise.sigma_lsb, "snr": noise.snr, "draws": noise_draws}
         else:
             noise_path.unlink(missing_ok=True)  # never a stale file of an earlier call

@@ -69,8 +69,14 @@ def chip_accuracy(
     Raises ValueError if the network has no analog read-out (nothing to draw noise in).
     """
     accs = _over_draws(model, batches, noise, draws, seed, accuracy)
-    std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-    return {"mean": statistics.fmean(accs), "std": std, "draws": accs}
+    return {**draw_summary(accs), "draws": accs}
+
+
+def draw_summary(values: Iterable[float]) -> dict[str, float]:
+    """Mean and sample std (0 for one value) of per-draw figures, as every chip report gives."""
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std}
 
 
 @torch.no_grad()
