@@ -200,7 +200,10 @@ class _QuantWriter(_Writer):
         src = self.modules[node.target]
         x, q = self.layer_input(node, node.args[0])
         searchable = not is_fixed(node.target, self.fixed)
-        layer = self.ops.classifier(src.in_features, src.out_features, act=q, searchable=searchable)
+        output = any(user.op == "output" for user in node.users)  # the logits
+        layer = self.ops.classifier(
+            src.in_features, src.out_features, act=q, searchable=searchable, output=output
+        )
         _linear(self, node, x, layer)
 
     def act(self, node: fx.Node, x: fx.Node) -> None:

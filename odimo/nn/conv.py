@@ -82,6 +82,9 @@ class QuantConv2d(nn.Conv2d):
 
     #: True for layers whose channels choose an operator (recorded in their geometry).
     operator_choice = False
+    #: True for the network's output layer (its channels are the logits; set by the layer
+    #: factory's `classifier`): its read-out gain keeps the decision (`calibrate_readout`).
+    decides = False
 
     def __init__(
         self,
@@ -272,9 +275,27 @@ class QuantConv2d(nn.Conv2d):
 
     def calibrate_readout(self, p: Tensor) -> None:
         """Set the read-out's gain from partial sums p [N, tiles, C, H, W] if it has none yet:
-        from the channels the (hard) mapping reads out on the analog unit (all when none)."""
-        if not self.readout.calibrated:
-            self.readout.calibrate(p, self.hard_assignment() == self.readout_unit)
+        from the channels the (hard) mapping reads out on the analog unit (all when none). The
+        network's output layer (`decides`), entirely on the analog unit, gets the gain that
+        keeps its decision (`odimo.quant.adc.decision_gain_exponent`)."""
+        if self.readout.calibrated:
+            return
+        analog = self.hard_assignment() == self.readout_unit
+        decision = None
+        if self.decides and p.shape[-2:].numel() == 1 and bool(analog.all()):
+            decision = self.decision_terms()
+        self.readout.calibrate(p, analog, decision)
+
+    @torch.no_grad()
+    def decision_terms(self) -> tuple[Tensor, Tensor]:
+        """The analog unit's bias codes [C] (partial-sum units) and per-channel scale: its
+        logits are (read-out + codes)·scale."""
+        u = self.readout_unit
+        wq = self.weight_quants[u]
+        act_step = self.input_quant.step()
+        parts = wq.factored(self.unit_float_weight(u))
+        codes = self.bias_quant.codes(self.unit_float_bias(u), wq.step() * act_step)
+        return codes.flatten(), self._readout_scale(parts, act_step).flatten()
 
     def readout_forward(self, x: Tensor) -> Tensor:
         """Training forward with the ADC: the one mixed conv of the idealised forward plus, on

@@ -59,9 +59,12 @@ class FloatOps:
         layer.searchable = searchable
         return layer
 
-    def classifier(self, c_in: int, n: int, *, act: nn.Module, searchable: bool = True):
+    def classifier(
+        self, c_in: int, n: int, *, act: nn.Module, searchable: bool = True, output: bool = True
+    ):
         layer = nn.Conv2d(c_in, n, 1, bias=True)
         layer.searchable = searchable
+        layer.decides = output
         return layer
 
     def add(self, act: nn.Module) -> nn.Module:
@@ -124,8 +127,14 @@ class QuantOps:
         layer.searchable = searchable
         return layer
 
-    def classifier(self, c_in: int, n: int, *, act: nn.Module, searchable: bool = True):
-        return self.conv(c_in, n, 1, act=act, searchable=searchable)
+    def classifier(
+        self, c_in: int, n: int, *, act: nn.Module, searchable: bool = True, output: bool = True
+    ):
+        """A linear layer as a 1x1 conv; `output`: its channels are the network's logits
+        (`QuantConv2d.decides`: its read-out gain keeps the decision)."""
+        layer = self.conv(c_in, n, 1, act=act, searchable=searchable)
+        layer.decides = output
+        return layer
 
     def add(self, act: nn.Module) -> nn.Module:
         return QuantAdd(act)

@@ -132,6 +132,20 @@ def test_mixed_constructs_convert_exactly_with_the_source_geometry(diana) -> Non
         assert mapped.eval()(x).shape == (4, 5)
 
 
+def test_only_the_layer_giving_the_logits_decides(diana) -> None:
+    """The linear whose output is the network's output is its output layer (`decides`, the
+    read-out gain rule of the logits); a linear feeding another is not; res20's fc is."""
+    from tests.convert.nets import Functional
+
+    _, search, mapped = _forms(Functional().eval(), diana, (3, 16, 16))
+    for model in (search, mapped):
+        layers = quant_layers(model)
+        assert layers["fc2"].decides and not layers["fc"].decides
+        assert [n for n, m in layers.items() if m.decides] == ["fc2"]
+    res20 = build_model(ModelSpec("res20", (3, 32, 32), 10), "mapped", diana)
+    assert [n for n, m in quant_layers(res20).items() if m.decides] == ["fc"]
+
+
 def test_quantizers_sit_where_odimo_models_put_them(diana) -> None:
     net = Mixed().eval()
     model = convert(net, make_ops("mapped", diana), (3, 16, 16))

@@ -14,9 +14,12 @@ from odimo.hw import Diana, get_platform, with_analog
 from odimo.hw.analog import AdcConfig, AnalogArithmetic, NoiseConfig, analog_from_config
 from odimo.nn.conv import MappedConv2d, SearchConv2d
 from odimo.quant import UintActPact
+from odimo.quant import adc as adc_module
 from odimo.quant.adc import (
+    DECISION_SPAN,
     AnalogReadout,
     calibrate_readouts,
+    decision_gain_exponent,
     gain_exponent,
     readouts,
     set_readout_noise,
@@ -110,6 +113,83 @@ def test_gain_is_the_power_of_two_of_least_read_out_error(sigma: float) -> None:
     assert gain_exponent(torch.tensor(p), -32, 31, NoiseConfig(1.0, 0.0)) < gain_exponent(
         torch.tensor(p), -32, 31, None
     )
+
+
+def _decision_sums() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logit sums [N, C] where the two gain rules disagree: most images have moderate sums
+    that a narrow gain resolves, one in ten large ones that only a wide gain reads unclipped."""
+    rng = np.random.default_rng(5)
+    p = rng.integers(0, 400, (256, 3)).astype(float)
+    large = rng.random(256) < 0.1
+    p[large] = rng.integers(3000, 6000, (int(large.sum()), 3))
+    return p, np.array([3.0, -2.0, 0.0]), np.array([0.5, 0.4, 0.6])
+
+
+def test_output_layer_gain_keeps_the_decision_not_the_least_error() -> None:
+    """Noiseless, the output layer's exponent is the one whose read-out logits agree most often
+    with the exact logits' argmax (an independent numpy count over the candidate range, ties
+    to the exponent nearest the least-error one), here four powers of two narrower than the
+    least-error rule's: the large sums clip, but they are one image in ten."""
+    p, bias, scale = _decision_sums()
+    sums = torch.tensor(p).view(256, 1, 3)
+    least = gain_exponent(sums, -32, 31, None)
+    exact = ((p + bias) * scale).argmax(1)
+    scores = {}
+    for e in range(max(0, least - DECISION_SPAN[0]), least + DECISION_SPAN[1] + 1):
+        g = 2**e
+        read = np.clip(np.floor(p / g), -32, 31) * g + g // 2
+        scores[e] = float((((read + bias) * scale).argmax(1) == exact).mean())
+    best = max(scores.values())
+    want = min((e for e in scores if scores[e] == best), key=lambda e: (abs(e - least), e))
+    got = decision_gain_exponent(sums, torch.tensor(bias), torch.tensor(scale), -32, 31)
+    assert got == want == least - 4 and scores[got] > scores[least] + 0.05
+    noisy = decision_gain_exponent(
+        sums, torch.tensor(bias), torch.tensor(scale), -32, 31, NoiseConfig(1.0, 0.0)
+    )
+    assert noisy < gain_exponent(sums, -32, 31, NoiseConfig(1.0, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("decides", "analog_channels", "rule"),
+    [(True, 8, "decision"), (False, 8, "least"), (True, 5, "least")],
+)
+def test_only_an_all_analog_output_layer_takes_the_decision_rule(
+    monkeypatch: pytest.MonkeyPatch, decides: bool, analog_channels: int, rule: str
+) -> None:
+    """The network's output layer (`decides`), every channel analog, calibrates with the
+    decision rule, given its sums and the bias codes and scale that make them the layer's
+    logits (equal to the layer's output with exact sums); a hidden layer, or an output layer
+    with digital channels, keeps the least-error rule."""
+    chip = get_platform("diana")
+    assignment = torch.tensor([1] * analog_channels + [0] * (8 - analog_channels))
+    act = UintActPact(4.0)
+    layers = []
+    for platform in (chip, with_analog(chip, None)):
+        layer = MappedConv2d(64, 8, 1, platform=platform, input_quant=act)
+        torch.manual_seed(0)
+        torch.nn.init.normal_(layer.weight, std=0.1)
+        torch.nn.init.normal_(layer.bias, std=0.1)
+        layer.init_quantizers()
+        layer.set_assignment(assignment)
+        layer.decides = decides
+        layers.append(layer.eval())
+    seen = []
+
+    def decision(sums, bias, scale, lo, hi, noise=None):
+        seen.append(((sums.sum(1) + bias) * scale).view(-1, 8))
+        return 20  # (no least-error gain of these sums)
+
+    monkeypatch.setattr(adc_module, "decision_gain_exponent", decision)
+    x = act(torch.rand(16, 64, 1, 1) * 4)
+    with torch.no_grad():
+        layers[0](x)
+        exact = layers[1](x).view(16, 8)
+    gain = int(layers[0].readout.log2_gain)
+    if rule == "decision":
+        assert gain == 20 and len(seen) == 1
+        assert torch.allclose(seen[0].float(), exact, rtol=0, atol=1e-5)
+    else:
+        assert not seen and gain < 20
 
 
 def test_gain_is_stored_and_a_small_sum_reads_out_exactly() -> None:
