@@ -256,12 +256,10 @@ class AnalogReadout(nn.Module):
         if decision is not None:
             sums = partial_sums.flatten(2)
             e = decision_gain_exponent(sums, *decision, lo, hi, self.deploy_noise)
-            self.log2_gain.fill_(float(e))
-            self.calibrated = True
-            return
-        if channels is not None and bool(channels.any()):
-            partial_sums = partial_sums[:, :, channels]
-        e = gain_exponent(partial_sums, lo, hi, self.deploy_noise)
+        else:
+            if channels is not None and bool(channels.any()):
+                partial_sums = partial_sums[:, :, channels]
+            e = gain_exponent(partial_sums, lo, hi, self.deploy_noise)
         self.log2_gain.fill_(float(e))
         self.calibrated = True
 
