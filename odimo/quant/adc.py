@@ -66,6 +66,14 @@ def readout_error(v: Tensor, offset: float, lo: int, hi: int, sigma: Tensor | fl
     return (prob * (k.clamp(lo, hi) + offset - x).square()).sum(-1)
 
 
+def lsb_sigma(v: Tensor, noise: NoiseConfig | None) -> Tensor | float:
+    """The noise std in LSB for read-out inputs v = p/g: `noise.sigma_lsb` (additive), |v|/snr
+    (relative, `snr` > 0), 0 without noise."""
+    if noise is None:
+        return 0.0
+    return v.abs() / noise.snr if noise.snr > 0 else noise.sigma_lsb
+
+
 def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | None = None) -> int:
     """log2 of the power-of-two gain g >= 1 whose read-out Σ(q·g + ⌊g/2⌋) is closest to p:
     the argmin over exponents of the expected squared error on the calibration batch, under the
@@ -88,11 +96,7 @@ def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | N
     for e in range(min(widest, MAX_EXPONENT), -1, -1):
         g = float(2**e)
         v = flat / g
-        sigma: Tensor | float = 0.0
-        if noise is not None and noise.snr > 0:
-            sigma = v.abs() / noise.snr
-        elif noise is not None:
-            sigma = noise.sigma_lsb
+        sigma = lsb_sigma(v, noise)
         err = float(readout_error(v, rounding_offset(e) / g, lo, hi, sigma).sum()) * g * g
         if err < best_err:
             best, best_err, rises = e, err, 0
@@ -148,7 +152,7 @@ def decision_gain_exponent(
         g = float(2**e)
         v = sums / g
         if not silent:
-            v = v + z * (v.abs() / noise.snr if noise.snr > 0 else noise.sigma_lsb)
+            v = v + z * lsb_sigma(v, noise)
         read = (torch.floor(v).clamp_(lo, hi) * g + rounding_offset(e)).sum(-2)
         agree = ((read + bias) * scale).argmax(-1).eq(exact).double().mean()
         scored.append((-float(agree), abs(e - least), e))
