@@ -192,8 +192,13 @@ class QuantConv2d(nn.Conv2d):
         step = wq.step() * self.input_quant.step()
         return wq(self.unit_float_weight(unit)), self.bias_quant(self.unit_float_bias(unit), step)
 
-    def effective_weight_bias(self, units: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
-        """W_eff[c] = Σ_u p[u,c]·Q_u(W)[c] and b_eff likewise (over `units`, default all)."""
+    def effective_weight_bias(
+        self, units: tuple[int, ...] | None = None, fixed_weight_mix: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """W_eff[c] = Σ_u p[u,c]·Q_u(W)[c] and b_eff likewise (over `units`, default all).
+
+        Unit `fixed_weight_mix`'s p enters W_eff without gradient (its bias term keeps it): the
+        rest of that unit's p gradient comes from elsewhere (`read_off_output`)."""
         units = self.active_units() if units is None else units
         if len(units) == 1 and units == self.active_units():
             return self.unit_weight_bias(units[0])
@@ -201,7 +206,8 @@ class QuantConv2d(nn.Conv2d):
         weight = bias = None
         for u in units:
             w_u, b_u = self.unit_weight_bias(u)
-            w_u = mix[u].view(-1, 1, 1, 1) * w_u
+            m_u = mix[u].detach() if u == fixed_weight_mix else mix[u]
+            w_u = m_u.view(-1, 1, 1, 1) * w_u
             b_u = mix[u] * b_u
             weight = w_u if weight is None else weight + w_u
             bias = b_u if bias is None else bias + b_u
@@ -298,23 +304,29 @@ class QuantConv2d(nn.Conv2d):
         return codes.flatten(), self._readout_scale(parts, act_step).flatten()
 
     def readout_forward(self, x: Tensor) -> Tensor:
-        """Training forward with the ADC: the one mixed conv of the idealised forward plus, on
-        the analog unit's share, the read-out's correction Δ = (ADC(p) − p)·step·s_c.
+        """Training forward with the ADC: the one mixed conv of the idealised forward, with the
+        analog unit's share read out through the ADC.
 
         Forward: every channel computes Σ_u w_u·y_u with the analog y_u read out through the
         ADC (tiles, gain, clamp, noise), i.e. what the deployed network computes (up to float
-        rounding of the mixed conv). Backward: Δ carries no gradient, so the gradient passes
-        straight through the floor and the clamp, and the unit weights' gradient sees the
-        read-out value (∂/∂w_a = ⟨g, y_a + Δ⟩). Cost: one extra conv, forward only, no grad
-        (a layer entirely on the analog unit needs none: `analog_forward`).
+        rounding of the mixed conv). Backward: the gradient passes straight through the floor
+        and the clamp, and the analog unit weight's gradient sees the read-out value:
+        ∂/∂w_a = ⟨g, y_a + Δ⟩ with Δ = ADC(p) − p in output units.
+
+        A one-hot forward on one row tile reads the analog partial sums off the mixed conv's
+        output (`read_off_output`: no second conv for those channels); otherwise the read-out's
+        correction Δ comes from a second conv over every channel (forward only, no grad;
+        `readout_correction`). A layer entirely on the analog unit needs neither
+        (`analog_forward`).
         """
-        weight, bias = self.effective_weight_bias()
-        y = self._conv_forward(x, weight, bias)
         mix = self.unit_weights()[self.readout_unit].view(1, -1, 1, 1)
         if self.sums_from_output(x):
-            delta, scale = self.readout_correction_from_output(x, y, bias, mix)
-        else:
-            delta, scale = self.readout_correction(x)
+            fixed = self.readout_unit if mix.requires_grad else None
+            weight, bias = self.effective_weight_bias(fixed_weight_mix=fixed)
+            return self.read_off_output(x, self._conv_forward(x, weight, bias), bias, mix)
+        weight, bias = self.effective_weight_bias()
+        y = self._conv_forward(x, weight, bias)
+        delta, scale = self.readout_correction(x)
         return _AddCorrection.apply(y, mix * scale, delta.to(y.dtype))
 
     def one_hot_forward(self) -> bool:
@@ -324,7 +336,7 @@ class QuantConv2d(nn.Conv2d):
 
     def sums_from_output(self, x: Tensor) -> bool:
         """Whether `readout_forward` can read the analog channels' partial sums off the mixed
-        conv's output (`readout_correction_from_output`) instead of a second conv: a one-hot
+        conv's output (`read_off_output`) instead of a second conv: a one-hot
         forward, one row tile, and a conv that accumulates in float32 or wider (not under
         autocast, not in TF32 on a GPU)."""
         if self.readout.tiles != 1 or not self.one_hot_forward():
@@ -347,51 +359,37 @@ class QuantConv2d(nn.Conv2d):
             self.calibrate_readout(p)
             return self.readout.read(p, delta=True), self._readout_scale(parts, act_step)
 
-    @torch.no_grad()
-    def readout_correction_from_output(
-        self, x: Tensor, y: Tensor, bias: Tensor, mix: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """`readout_correction` with the conv only where it is needed, for a one-hot forward
-        on one row tile: the same Δ and factor, to the bit.
+    def read_off_output(self, x: Tensor, y: Tensor, bias: Tensor, mix: Tensor) -> Tensor:
+        """The analog read-out on a one-hot forward over one row tile, from the mixed conv's
+        output y = conv(x, W_eff) + b_eff, in place; `mix` [1, C, 1, 1] is the analog unit's
+        weight (one-hot in value), `bias` b_eff.
 
-        On a channel the forward computes on the analog unit, the mixed conv's output is
-        y = p·scale + b with p the integer partial sum and scale = act_step·s_c, so
-        p = round((y − b)/scale): the float32 conv's rounding error grows with |p| and is far
-        below the ½ the rounding forgives (at most 0.0015 for |p| up to 4 051 on a trained
-        Fashion-MNIST ResNet20; tested against the exact sums). The channels the forward puts
-        on another unit need their analog p only when the unit weights take a gradient (a
-        search: ∂/∂w_a = ⟨g, y_a + Δ⟩ sees the read-out there too), from a conv over those
-        channels alone; a frozen mapping needs none. Noiseless with a set gain, Δ is one fused
-        kernel on y (and the read-out of the others' sums); with noise, or on the batch that
-        sets the gain, it is computed from the assembled p.
+        On a channel the forward computes on the analog unit, y = p·scale + b with p the
+        integer partial sum and scale = act_step·s_c, so p = round((y − b)/scale): the float32
+        conv's rounding error grows with |p| and is far below the ½ the rounding forgives (at
+        most 0.0015 for |p| up to 4 051 on a trained Fashion-MNIST ResNet20; tested against
+        the exact sums). Those channels become (ADC(p) + b/scale)·scale; the others keep y.
+
+        When the unit weights take a gradient (a search), the analog one's is the inner product
+        of the output gradient with the read-out value on EVERY channel, ⟨g, y_a + Δ⟩: the bias
+        term comes through b_eff, the rest from the ADC codes q, ⟨g, (q·gain + offset)·scale⟩
+        (`_ReadOff`; W_eff takes that weight without gradient, `effective_weight_bias`). The
+        channels the forward puts on another unit get their codes from a conv over those
+        channels alone; a frozen mapping needs no codes. Noiseless with a set gain, the read-out
+        is one fused pass over y (`odimo.quant.fused.readout_add_codes_from_output`); with
+        noise, or on the batch that sets the gain, it is computed from the assembled p.
         """
         u = self.readout_unit
         act_step = self.input_quant.step()
-        parts = self.weight_quants[u].factored(self.unit_float_weight(u))
-        scale = self._readout_scale(parts, act_step).to(y.dtype)
+        with torch.no_grad():
+            parts = self.weight_quants[u].factored(self.unit_float_weight(u))
+            scale = self._readout_scale(parts, act_step).to(y.dtype)
         analog = mix.detach() > 0.5
-        readout, bias = self.readout, bias.detach().to(y.dtype)
-        others = torch.nonzero(~analog.view(-1)).flatten() if mix.requires_grad else None
-        others = others if others is not None and others.numel() else None
-        sums = None
-        if others is not None:
-            inner = parts.inner.index_select(0, others).to(y.dtype) / act_step  # t·2^k
-            sums = readout.partial_sums(x.detach().to(y.dtype), inner, self)
-        silent = readout.noise is None or readout.noise.silent
-        if readout.calibrated and silent:  # one fused pass on y; the others from their sums
-            gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
-            qmin, qmax = readout.adc.qmin, readout.adc.qmax
-            args = (bias, scale, analog, gain, offset, qmin, qmax)
-            delta = fused.call("readout_delta_from_output", y.detach(), *args)
-            if others is not None:
-                delta.index_copy_(1, others, readout.read(sums, delta=True))
-            return delta, scale
-        p = (y.detach() - bias.view(1, -1, 1, 1)).div_(scale).round_().mul_(analog)
-        if others is not None:
-            p.index_copy_(1, others, sums.squeeze(1))
-        p = p.unsqueeze(1)
-        self.calibrate_readout(p)
-        return readout.read(p, delta=True), scale
+        others = None
+        if mix.requires_grad:
+            others = torch.nonzero(~analog.view(-1)).flatten()
+        read = _ReadOffRead(self, x, parts, act_step, scale, analog, bias.detach(), others)
+        return _ReadOff.apply(y, mix, read)
 
     @staticmethod
     def _readout_scale(parts: Factored, act_step: Tensor) -> Tensor:
@@ -466,6 +464,77 @@ class _AddCorrection(torch.autograd.Function):
         return grad, grad_m, None
 
 
+class _ReadOffRead:
+    """What `_ReadOff` does to the mixed conv's output y (without gradient), for
+    `QuantConv2d.read_off_output`: reads the analog channels out in place and returns the
+    ADC codes of every channel (int8 [N, C, H, W]; None without `others`) and the factors that
+    take codes to output units, gain·scale and offset·scale [1, C, 1, 1]."""
+
+    def __init__(self, layer, x, parts, act_step, scale, analog, bias, others):
+        self.layer, self.x, self.parts, self.act_step = layer, x, parts, act_step
+        self.scale, self.analog, self.bias, self.others = scale, analog, bias, others
+
+    def others_sums(self, dtype: torch.dtype) -> Tensor | None:
+        """The analog partial sums [N, 1, k, H, W] of the channels on another unit."""
+        if self.others is None or not self.others.numel():
+            return None
+        layer = self.layer
+        inner = self.parts.inner.index_select(0, self.others).to(dtype) / self.act_step
+        return layer.readout.partial_sums(self.x.detach().to(dtype), inner, layer)
+
+    def __call__(self, y: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        readout, scale, analog, bias = self.layer.readout, self.scale, self.analog, self.bias
+        bias = bias.to(y.dtype).view(1, -1, 1, 1)
+        sums = self.others_sums(y.dtype)
+        want_codes = self.others is not None
+        silent = readout.noise is None or readout.noise.silent
+        if readout.calibrated and silent:  # one fused pass on y; the others from their sums
+            gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
+            qmin, qmax = readout.adc.qmin, readout.adc.qmax
+            args = (bias, 1.0 / scale, scale, analog, 1.0 / gain, gain, offset, qmin, qmax)
+            kernel = "readout_add_codes_from_output" if want_codes else "readout_add_from_output"
+            codes = fused.call(kernel, y, *args)
+            if sums is not None:
+                codes.index_copy_(1, self.others, readout.codes(sums).to(torch.int8))
+        else:
+            p = (y - bias).div_(scale).round_().mul_(analog)
+            if sums is not None:
+                p.index_copy_(1, self.others, sums.squeeze(1))
+            p = p.unsqueeze(1)
+            self.layer.calibrate_readout(p)
+            q = readout.codes(p)
+            gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
+            delta = (q * gain).add_(offset).sub_(p.squeeze(1))
+            y.addcmul_(analog * scale, delta)
+            codes = q.to(torch.int8) if want_codes else None
+        gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
+        return codes, gain * scale, offset * scale
+
+
+class _ReadOff(torch.autograd.Function):
+    """The mixed conv's output y read out in place by `read` (a `_ReadOffRead`); the gradient
+    passes to y unchanged and to the analog unit's weight m [1, C, 1, 1] as
+    Σ_{n,h,w} grad·(q·gain + offset)·scale from the saved int8 codes q, one fused reduction
+    (`fused.code_dot`): a quarter of the memory of a saved float correction."""
+
+    @staticmethod
+    def forward(ctx, y, m, read):
+        codes, slope, intercept = read(y)
+        ctx.mark_dirty(y)
+        ctx.channel_shape = m.shape
+        if codes is not None:
+            ctx.save_for_backward(codes, slope, intercept)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_m = None
+        if ctx.needs_input_grad[1]:
+            codes, slope, intercept = ctx.saved_tensors
+            grad_m = fused.call("code_dot", grad, codes, slope, intercept).view(ctx.channel_shape)
+        return grad, grad_m, None
+
+
 class _ReadThrough(torch.autograd.Function):
     """y = (Σ_tiles ADC(p) + b/scale)·scale, p = conv(x, inner) exactly, with the gradient of
     conv(x, weight) + b (straight through the read-out; weight = inner·scale up to rounding).
@@ -479,7 +548,7 @@ class _ReadThrough(torch.autograd.Function):
         with torch.no_grad():
             p = layer.readout.partial_sums(x, inner, layer)
             layer.calibrate_readout(p)
-            y = torch.addcmul(bias.view(1, -1, 1, 1), layer.readout.read(p), scale)
+            y = layer.readout.read_affine(p, scale, bias.detach().view(1, -1, 1, 1))
         ctx.save_for_backward(x, weight)
         ctx.geometry = (layer.stride, layer.padding, layer.dilation, layer.groups)
         return y

@@ -340,9 +340,25 @@ class AnalogReadout(nn.Module):
         if torch.is_grad_enabled() and v.requires_grad:
             return floor_clamp_ste(v, self.adc.qmin, self.adc.qmax).sum(1) * g + offset
         # inference (and the training correction, the ONNX export): in place, plain ops
+        return self._tile_codes(v).mul_(g).add_(offset)
+
+    def _tile_codes(self, v: Tensor) -> Tensor:
+        """Σ over tiles of clamp(floor(v)) for v = p/g + n [N, tiles, C, H, W]; v is
+        overwritten."""
         q = v.floor_().clamp_(self.adc.qmin, self.adc.qmax)
-        q = q.sum(1) if q.shape[1] > 1 else q.squeeze(1)
-        return q.mul_(g).add_(offset)
+        return q.sum(1) if q.shape[1] > 1 else q.squeeze(1)
+
+    @torch.no_grad()
+    def codes(self, p: Tensor) -> Tensor:
+        """Σ over tiles of the ADC codes clamp(floor(p/g + n), qmin, qmax) [N, C, H, W] (float,
+        no gradient): `forward(p)` is codes·g + offset (the same noise draw)."""
+        if not self.calibrated:
+            self.calibrate(p)
+        v = p / self.gain().to(p.dtype)
+        n = self.draw_noise(p)
+        if n is not None:
+            v = v.add_(n)
+        return self._tile_codes(v)
 
     @torch.no_grad()
     def read(self, p: Tensor, delta: bool = False) -> Tensor:
@@ -357,6 +373,29 @@ class AnalogReadout(nn.Module):
             return fused.call(kernel, p.squeeze(1), gain, offset, self.adc.qmin, self.adc.qmax)
         out = self(p)
         return out.sub_(p.sum(1) if p.shape[1] > 1 else p.squeeze(1)) if delta else out
+
+    @torch.no_grad()
+    def read_affine(self, p: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+        """`read(p)`·scale + bias [N, C, H, W] (per-channel scale and bias [1, C, 1, 1]): the
+        read-out in output units; one compiled pass, in p's memory, for one tile without
+        noise."""
+        if not self.calibrated:
+            self.calibrate(p)
+        if p.shape[1] == 1 and (self.noise is None or self.noise.silent):
+            g = self.gain().to(p.dtype)
+            args = (
+                1.0 / g,
+                g,
+                self.offset().to(p.dtype),
+                scale,
+                bias,
+                self.adc.qmin,
+                self.adc.qmax,
+            )
+            out = p.squeeze(1)
+            fused.call("readout_affine", out, *args)
+            return out
+        return torch.addcmul(bias, self.read(p), scale)
 
     def extra_repr(self) -> str:
         return (

@@ -60,22 +60,75 @@ def readout_delta(p: Tensor, gain: Tensor, offset: Tensor, lo: int, hi: int) -> 
     return torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset - p
 
 
-def readout_delta_from_output(
+def _read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo: int, hi: int):
+    """(codes q, the read-out's correction scale·Δ) of the partial sums read off y (below)."""
+    p = torch.round((y - bias) * rscale)
+    q = torch.clamp(torch.floor(p * rgain), lo, hi)
+    return q, torch.where(analog, y + scale * (q * gain + offset - p), y)
+
+
+def readout_add_from_output(
     y: Tensor,
     bias: Tensor,
+    rscale: Tensor,
     scale: Tensor,
     analog: Tensor,
+    rgain: Tensor,
+    gain: Tensor,
+    offset: Tensor,
+    lo: int,
+    hi: int,
+) -> None:
+    """Put the analog read-out on a conv's output y [N, C, L] IN PLACE, on the channels where
+    `analog` [1, C, 1] holds: y = p·scale + bias with p the integer partial sum, so
+    p = round((y − bias)·rscale) (rscale = 1/scale: the rounding forgives the product's error)
+    and y becomes y + scale·(clamp(floor(p·rgain), lo, hi)·gain + offset − p), the read-out
+    value; the other channels keep y (per-channel bias, scale, rscale [1, C, 1]; rgain = 1/gain,
+    both powers of two; `odimo.nn.conv.QuantConv2d.read_off_output`)."""
+    y.copy_(_read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo, hi)[1])
+
+
+def readout_add_codes_from_output(
+    y: Tensor,
+    bias: Tensor,
+    rscale: Tensor,
+    scale: Tensor,
+    analog: Tensor,
+    rgain: Tensor,
     gain: Tensor,
     offset: Tensor,
     lo: int,
     hi: int,
 ) -> Tensor:
-    """`readout_delta` of the partial sums p = round((y − bias)/scale) read off a conv's output
-    y [N, C, L] on the channels where `analog` [1, C, 1] holds, 0 on the others (per-channel
-    bias and scale [1, C, 1]; `odimo.nn.conv.QuantConv2d.readout_correction_from_output`)."""
-    p = torch.round((y - bias) / scale)
-    delta = torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset - p
-    return torch.where(analog, delta, torch.zeros_like(delta))
+    """`readout_add_from_output`, returning the ADC codes q as int8 [N, C, L] (0 off `analog`):
+    what the unit weights' gradient needs (`code_dot`) in a quarter of a float's memory."""
+    q, out = _read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo, hi)
+    y.copy_(out)
+    return torch.where(analog, q, torch.zeros_like(q)).to(torch.int8)
+
+
+def readout_affine(
+    p: Tensor,
+    rgain: Tensor,
+    gain: Tensor,
+    offset: Tensor,
+    scale: Tensor,
+    bias: Tensor,
+    lo: int,
+    hi: int,
+) -> None:
+    """Partial sums p [N, C, L] (one tile, noiseless) become (clamp(floor(p·rgain), lo, hi)·gain
+    + offset)·scale + bias IN PLACE: the read-out in output units (per-channel scale and bias
+    [1, C, 1], rgain = 1/gain, powers of two; `odimo.quant.adc.AnalogReadout.read_affine`)."""
+    q = torch.clamp(torch.floor(p * rgain), lo, hi)
+    p.copy_((q * gain + offset) * scale + bias)
+
+
+def code_dot(grad: Tensor, codes: Tensor, slope: Tensor, intercept: Tensor) -> Tensor:
+    """Σ over the batch and positions of grad·(slope·q + intercept) per channel [C], for codes q
+    (int8 [N, C, L]) and per-channel slope and intercept [1, C, 1]: the inner product of the
+    gradient with the read-out value (q·g + offset)·scale."""
+    return slope.view(-1) * (grad * codes).sum((0, 2)) + intercept.view(-1) * grad.sum((0, 2))
 
 
 def channel_dot(grad: Tensor, other: Tensor) -> Tensor:
@@ -89,11 +142,26 @@ EAGER: dict[str, Callable[..., object]] = {
     "pact_backward_x": pact_backward_x,
     "readout_value": readout_value,
     "readout_delta": readout_delta,
-    "readout_delta_from_output": readout_delta_from_output,
+    "readout_add_from_output": readout_add_from_output,
+    "readout_add_codes_from_output": readout_add_codes_from_output,
+    "readout_affine": readout_affine,
+    "code_dot": code_dot,
     "channel_dot": channel_dot,
 }
 #: Kernels over [N, C, L] views with per-channel [1, C, 1] arguments (`_run_channels`).
-_CHANNEL_KERNELS = frozenset({"readout_delta_from_output", "channel_dot"})
+_CHANNEL_KERNELS = frozenset(
+    {
+        "readout_add_from_output",
+        "readout_add_codes_from_output",
+        "readout_affine",
+        "code_dot",
+        "channel_dot",
+    }
+)
+#: Kernels that write their first argument in place.
+_IN_PLACE = frozenset(
+    {"readout_add_from_output", "readout_add_codes_from_output", "readout_affine"}
+)
 #: Kernels whose only element-shaped argument is the first (the others are scalars).
 _SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta"})
 
@@ -176,10 +244,16 @@ def _channels_view(t: Tensor, channels: int) -> Tensor:
 def _run_channels(fn: Callable[..., object], name: str, x: Tensor, *rest):
     """Run a `_CHANNEL_KERNELS` kernel on x [N, C, ...] viewed as [N, C, L]: tensor arguments
     are x-shaped or per-channel, the others scalars; an x-shaped result comes back in x's
-    shape (one rank for every layer: one compiled kernel for all of them)."""
+    shape (one rank for every layer: one compiled kernel for all of them); an `_IN_PLACE`
+    kernel's x is updated in place whatever its memory format."""
     c = x.shape[1]
     args = [_channels_view(a, c) if isinstance(a, Tensor) and a.dim() else a for a in rest]
-    out = fn(_channels_view(x, c), *args)
+    view = _channels_view(x, c)
+    out = fn(view, *args)
+    if name in _IN_PLACE and not x.is_contiguous():  # the kernel wrote a contiguous copy
+        x.copy_(view.view(x.shape))
+    if out is None:
+        return None
     return out.view(x.shape) if out.dim() == 3 and out.shape[0] == x.shape[0] else out
 
 

@@ -181,22 +181,46 @@ def test_compiled_read_out_equals_an_independent_integer_computation(restore_fus
 
 
 def test_per_channel_read_out_kernels_equal_an_independent_computation(restore_fused):
-    """`readout_delta_from_output` (p = round((y − b)/s) per channel, read out on the analog
-    channels, 0 elsewhere) and `channel_dot`, compiled and eager, equal an int64 computation
-    and a plain per-channel sum."""
+    """`readout_add_from_output` / `readout_add_codes_from_output` (p = round((y − b)/s) per
+    channel, y read out in place on the analog channels, kept elsewhere; codes 0 there),
+    `readout_affine` (the read-out of p in output units, in place), `code_dot` and
+    `channel_dot`, compiled and eager, contiguous and channels-last, equal an
+    int64 computation and plain per-channel sums."""
     g = torch.Generator().manual_seed(2)
     p = torch.randint(-3000, 3000, (3, 4, 5, 6), generator=g)
-    bias = torch.tensor([0.5, -1.25, 2.0, 0.0])
-    scale = torch.tensor([0.25, 0.125, 0.5, 1.0])
-    y = p.float() * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    p.view(-1)[:4] = torch.tensor([-2048, -2049, 1984, 1983])  # at the clip's edges for g = 64
+    bias = torch.tensor([0.5, -1.25, 2.0, 0.0]).view(1, -1, 1, 1)
+    scale = torch.tensor([0.25, 0.125, 0.5, 1.0]).view(1, -1, 1, 1)
+    y = p.float() * scale + bias
     analog = torch.tensor([True, False, True, True]).view(1, -1, 1, 1)
-    expected = ((p >> 6).clamp(-32, 31) * 64 + 32 - p) * analog
+    q = (p >> 6).clamp(-32, 31)
+    read = torch.where(analog, (q * 64 + 32).float() * scale + bias, y)
     other = torch.randn(3, 4, 5, 6, generator=g)
     dot = (y.double() * other.double()).sum((0, 2, 3))
+    slope, intercept = torch.tensor([1.0, 2.0, -0.5, 3.0]), torch.tensor([0.5, 0.0, 1.0, -2.0])
+    code_dot = (other.double() * (slope.double().view(1, -1, 1, 1) * q * analog)).sum((0, 2, 3))
+    code_dot += intercept.double() * other.double().sum((0, 2, 3))
+    args = (bias, 1 / scale, scale, analog, torch.tensor(1 / 64), torch.tensor(64.0))
     for enabled in (True, False):
         fused.set_fused(enabled)
-        args = (bias, scale.view(1, -1, 1, 1), analog, torch.tensor(64.0), torch.tensor(32.0))
-        got = fused.call("readout_delta_from_output", y, *args, -32, 31)
-        assert got.shape == y.shape and torch.equal(got, expected.float())
+        for layout in (torch.contiguous_format, torch.channels_last):
+            out = y.clone().contiguous(memory_format=layout)
+            assert (
+                fused.call("readout_add_from_output", out, *args, torch.tensor(32.0), -32, 31)
+                is None
+            )
+            assert torch.equal(out, read)
+            out = y.clone().contiguous(memory_format=layout)
+            codes = fused.call(
+                "readout_add_codes_from_output", out, *args, torch.tensor(32.0), -32, 31
+            )
+            assert torch.equal(out, read) and codes.dtype == torch.int8
+            assert torch.equal(codes.long(), q * analog)
+            got = fused.call("code_dot", other, codes, slope.view(1, -1, 1, 1), intercept)
+            assert torch.allclose(got.double(), code_dot, rtol=1e-5)
+            sums = p.float().contiguous(memory_format=layout)
+            affine = (1 / 64, 64.0, 32.0)
+            fused.call("readout_affine", sums, *map(torch.tensor, affine), scale, bias, -32, 31)
+            assert torch.equal(sums, (q * 64 + 32).float() * scale + bias)
         assert torch.allclose(fused.call("channel_dot", y, other).double(), dot, rtol=1e-5)
     assert not fused.compiled_signatures_failed()
