@@ -385,8 +385,8 @@ class QuantConv2d(nn.Conv2d):
             parts = self.weight_quants[u].factored(self.unit_float_weight(u))
             scale = self._readout_scale(parts, act_step).to(y.dtype)
         analog = mix.detach() > 0.5
-        others = None
-        if mix.requires_grad:
+        others = None  # (a gain set from no channel at all would be meaningless)
+        if mix.requires_grad or not (self.readout.calibrated or bool(analog.any())):
             others = torch.nonzero(~analog.view(-1)).flatten()
         read = _ReadOffRead(self, x, parts, act_step, scale, analog, bias.detach(), others)
         return _ReadOff.apply(y, mix, read)
@@ -482,6 +482,14 @@ class _ReadOffRead:
         inner = self.parts.inner.index_select(0, self.others).to(dtype) / self.act_step
         return layer.readout.partial_sums(self.x.detach().to(dtype), inner, layer)
 
+    def codes_of(self, sums: Tensor) -> Tensor:
+        """int8 codes [N, k, H, W] of one tile's sums [N, 1, k, H, W], noiseless, set gain."""
+        readout = self.layer.readout
+        rgain = 1.0 / readout.gain().to(sums.dtype)
+        return fused.call(
+            "readout_codes", sums.squeeze(1), rgain, readout.adc.qmin, readout.adc.qmax
+        )
+
     def __call__(self, y: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
         readout, scale, analog, bias = self.layer.readout, self.scale, self.analog, self.bias
         bias = bias.to(y.dtype).view(1, -1, 1, 1)
@@ -492,10 +500,12 @@ class _ReadOffRead:
             gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
             qmin, qmax = readout.adc.qmin, readout.adc.qmax
             args = (bias, 1.0 / scale, scale, analog, 1.0 / gain, gain, offset, qmin, qmax)
+            if sums is not None and sums.shape[2] == y.shape[1]:  # no channel analog: y stays
+                return self.codes_of(sums), gain * scale, offset * scale
             kernel = "readout_add_codes_from_output" if want_codes else "readout_add_from_output"
             codes = fused.call(kernel, y, *args)
             if sums is not None:
-                codes.index_copy_(1, self.others, readout.codes(sums).to(torch.int8))
+                codes.index_copy_(1, self.others, self.codes_of(sums))
         else:
             p = (y - bias).div_(scale).round_().mul_(analog)
             if sums is not None:

@@ -60,6 +60,12 @@ def readout_delta(p: Tensor, gain: Tensor, offset: Tensor, lo: int, hi: int) -> 
     return torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset - p
 
 
+def readout_codes(p: Tensor, rgain: Tensor, lo: int, hi: int) -> Tensor:
+    """The ADC codes clamp(floor(p·rgain), lo, hi) of one tile's partial sums, as int8
+    (rgain = 1/gain, a power of two; noiseless)."""
+    return torch.clamp(torch.floor(p * rgain), lo, hi).to(torch.int8)
+
+
 def _read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo: int, hi: int):
     """(codes q, the read-out's correction scale·Δ) of the partial sums read off y (below)."""
     p = torch.round((y - bias) * rscale)
@@ -142,6 +148,7 @@ EAGER: dict[str, Callable[..., object]] = {
     "pact_backward_x": pact_backward_x,
     "readout_value": readout_value,
     "readout_delta": readout_delta,
+    "readout_codes": readout_codes,
     "readout_add_from_output": readout_add_from_output,
     "readout_add_codes_from_output": readout_add_codes_from_output,
     "readout_affine": readout_affine,
@@ -163,7 +170,7 @@ _IN_PLACE = frozenset(
     {"readout_add_from_output", "readout_add_codes_from_output", "readout_affine"}
 )
 #: Kernels whose only element-shaped argument is the first (the others are scalars).
-_SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta"})
+_SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta", "readout_codes"})
 
 
 class _State:

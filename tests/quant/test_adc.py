@@ -364,9 +364,9 @@ def test_all_analog_training_forward_is_one_conv_with_the_general_gradients(
         assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("sigma", [0.0, 1.0])
+@pytest.mark.parametrize(("sigma", "analog_every"), [(0.0, 3), (1.0, 3), (0.0, 0)])
 def test_hard_search_reads_analog_partial_sums_off_the_mixed_conv(
-    monkeypatch: pytest.MonkeyPatch, sigma: float
+    monkeypatch: pytest.MonkeyPatch, sigma: float, analog_every: int
 ) -> None:
     """Hard sampling on one row tile: the analog channels' partial sums come from the mixed
     conv's output, a conv runs over the digital channels only (their α gradient sees the
@@ -379,8 +379,9 @@ def test_hard_search_reads_analog_partial_sums_off_the_mixed_conv(
     base = SearchConv2d(48, 12, 3, platform=chip, input_quant=act)
     torch.nn.init.normal_(base.weight, std=0.3)  # wide partial sums: many multiples of g
     base.init_quantizers()
-    with torch.no_grad():
-        base.alpha[1, ::3] += 1.0  # channels 0, 3, 6, 9 analog, the others digital
+    if analog_every:  # channels 0, 3, 6, 9 analog, the others digital (else all digital)
+        with torch.no_grad():
+            base.alpha[1, ::analog_every] += 1.0
     x = act(torch.rand(4, 48, 9, 9) * 4)
     weights = torch.linspace(-1, 1, 4 * 12 * 81).view(4, 12, 9, 9)
     convolved = []
@@ -420,13 +421,16 @@ def test_hard_search_reads_analog_partial_sums_off_the_mixed_conv(
     fast, fast_grads = run(fast_layer, general=False)
     slow, slow_grads = run(slow_layer, general=True)
     _, ideal_grads = run(ideal_layer, general=True)
-    assert convolved == [8]  # the 8 digital channels, in the forward with gradient only
+    analog = [bool(analog_every) and i % analog_every == 0 for i in range(12)]
+    # the digital channels, in the forward with gradient only; with none analog, also in the
+    # first one, which sets the gain (from every channel, as the correction-conv path does)
+    assert convolved == [12 - sum(analog)] * (1 if any(analog) else 2)
     assert int(fast_layer.readout.log2_gain) == int(slow_layer.readout.log2_gain) >= 2
     assert torch.allclose(fast, slow, rtol=0, atol=1e-5)
     for a, b in zip(fast_grads, slow_grads):
         assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
     digital = fast_layer.hard_assignment() == 0
-    assert digital.tolist() == [i % 3 != 0 for i in range(12)]
+    assert digital.tolist() == [not a for a in analog]
     # the read-out moves the digital channels' α gradient: the exact-sum one differs
     assert float((slow_grads[3][:, digital] - ideal_grads[3][:, digital]).abs().max()) > 1e-4
 

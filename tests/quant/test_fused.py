@@ -183,7 +183,8 @@ def test_compiled_read_out_equals_an_independent_integer_computation(restore_fus
 def test_per_channel_read_out_kernels_equal_an_independent_computation(restore_fused):
     """`readout_add_from_output` / `readout_add_codes_from_output` (p = round((y − b)/s) per
     channel, y read out in place on the analog channels, kept elsewhere; codes 0 there),
-    `readout_affine` (the read-out of p in output units, in place), `code_dot` and
+    `readout_affine` (the read-out of p in output units, in place), `readout_codes` (int8
+    codes of p), `code_dot` and
     `channel_dot`, compiled and eager, contiguous and channels-last, equal an
     int64 computation and plain per-channel sums."""
     g = torch.Generator().manual_seed(2)
@@ -216,6 +217,9 @@ def test_per_channel_read_out_kernels_equal_an_independent_computation(restore_f
             )
             assert torch.equal(out, read) and codes.dtype == torch.int8
             assert torch.equal(codes.long(), q * analog)
+            sums = p.float().contiguous(memory_format=layout)
+            full = fused.call("readout_codes", sums, torch.tensor(1 / 64), -32, 31)
+            assert full.dtype == torch.int8 and torch.equal(full.long(), q)
             got = fused.call("code_dot", other, codes, slope.view(1, -1, 1, 1), intercept)
             assert torch.allclose(got.double(), code_dot, rtol=1e-5)
             sums = p.float().contiguous(memory_format=layout)
