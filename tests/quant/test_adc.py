@@ -427,8 +427,9 @@ def test_hard_search_reads_analog_partial_sums_off_the_mixed_conv(
     assert convolved == [12 - sum(analog)] * (1 if any(analog) else 2)
     assert int(fast_layer.readout.log2_gain) == int(slow_layer.readout.log2_gain) >= 2
     assert torch.allclose(fast, slow, rtol=0, atol=1e-5)
-    for a, b in zip(fast_grads, slow_grads):
-        assert a.abs().sum() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    for i, (a, b) in enumerate(zip(fast_grads, slow_grads)):
+        moves = i < 4 or any(analog)  # no channel analog: the analog weight scale gets none
+        assert bool(a.abs().sum() > 0) == moves and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
     digital = fast_layer.hard_assignment() == 0
     assert digital.tolist() == [not a for a in analog]
     # the read-out moves the digital channels' α gradient: the exact-sum one differs
