@@ -66,32 +66,11 @@ class PhaseModule(L.LightningModule):
         #: 0: a gain once set is kept). The first batch of the phase always re-fits them.
         self.recalibrate_every = 0
         self._batches = 0
-        #: Share of the phase's training batches over which the training noise rises linearly
-        #: from 0 to `train_noise` (`train.noise_ramp`; 0: at full strength from the start).
-        self.noise_ramp = 0.0
-        self._ramp_batches = 0
-
-    def on_train_start(self) -> None:
-        self._ramp_batches = 0
-        if self.train_noise is not None and self.noise_ramp > 0:
-            total = self.trainer.estimated_stepping_batches
-            if total is not None and total != float("inf"):
-                self._ramp_batches = max(1, round(self.noise_ramp * float(total)))
-
-    def training_noise(self) -> NoiseConfig | None:
-        """The noise of the next training batch: `train_noise`, ramped (`noise_ramp`)."""
-        noise = self.train_noise
-        if noise is None or self._batches >= self._ramp_batches:
-            return noise
-        return noise.scaled(self._batches / self._ramp_batches)
 
     def _set_noise(self, on: bool) -> None:
-        """Training batches read out with `training_noise()`; evaluation always noiseless."""
-        if self.train_noise is None:
-            return
-        ramping = on and self._batches <= self._ramp_batches and self._ramp_batches > 0
-        if on != self._noise_on or ramping:
-            set_readout_noise(self.model, self.training_noise() if on else None)
+        """Training batches read out with `train_noise`; evaluation always noiseless."""
+        if on != self._noise_on and self.train_noise is not None:
+            set_readout_noise(self.model, self.train_noise if on else None)
             self._noise_on = on
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
@@ -100,8 +79,8 @@ class PhaseModule(L.LightningModule):
             # layer by layer, from its own partial sums (no extra pass)
             for r in readouts(self.model):
                 r.reset()
-        self._set_noise(True)
         self._batches += 1
+        self._set_noise(True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # a resumed phase keeps the re-fit schedule of an uninterrupted one

@@ -186,7 +186,6 @@ def search(
         polarization=float(s.get("polarization", 0.0)),
     )
     module.train_noise = training_noise(cfg, platform)
-    module.noise_ramp = noise_ramp(cfg)
     module.recalibrate_every = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
@@ -244,16 +243,6 @@ def training_noise(cfg: DictConfig, platform) -> NoiseConfig | None:
     return analog.noise.scaled(float(train.get("noise_scale", 1.0)))
 
 
-def noise_ramp(cfg: DictConfig) -> float:
-    """`train.noise_ramp`: share of each phase over which the training noise rises from 0."""
-    ramp = (cfg.get("train") or {}).get("noise_ramp", 0.0)
-    if isinstance(ramp, bool) or not isinstance(ramp, (int, float)) or not 0 <= ramp <= 1:
-        raise ConfigError(
-            f"train.noise_ramp must be a number in [0, 1] (share of each phase), got {ramp!r}"
-        )
-    return float(ramp)
-
-
 def recalibration(cfg: DictConfig) -> int:
     """`train.recalibrate_every`: training batches between re-fits of the read-out gains."""
     every = (cfg.get("train") or {}).get("recalibrate_every", 0)
@@ -273,7 +262,6 @@ def train_mapped(
         model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
     )
     module.train_noise = training_noise(cfg, get_platform(cfg.platform))
-    module.noise_ramp = noise_ramp(cfg)
     module.recalibrate_every = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)

@@ -100,37 +100,3 @@ def test_training_refits_the_gains_every_n_batches(every: int) -> None:
         assert seen == [before] * 3
     else:  # batch 0 re-fits, batch 1 keeps, batch 2 re-fits
         assert seen == [_gains(expected["dark"])] * 2 + [_gains(expected["other"])]
-
-
-@pytest.mark.parametrize("ramp", [0.0, 0.5])
-def test_training_noise_ramps_up_linearly_over_its_share_of_the_phase(ramp: float) -> None:
-    """`train.noise_ramp`: over the first `ramp` of the phase's batches the training noise
-    rises linearly from 0 (the noiseless read-out, whose forward equals the evaluation's) to
-    the full training σ, which it keeps; evaluation stays noiseless."""
-    from types import SimpleNamespace
-
-    model = chip_mapped("res20", "analog").train()
-    module = FinetuneModule(model, 10, {})
-    module.train_noise = NoiseConfig(sigma_lsb=2.0)
-    module.noise_ramp = ramp
-    module.trainer = SimpleNamespace(estimated_stepping_batches=10)
-    module.on_train_start()
-    x = inputs("res20", 4, seed=6)
-    sigmas = []
-    for i in range(7):
-        module.on_train_batch_start((x, None), i)
-        noise = readouts(model)[0].noise
-        sigmas.append(None if noise is None else noise.sigma_lsb)
-        if i == 0:
-            with torch.no_grad():
-                first = model(x)
-    module.on_validation_epoch_start()
-    assert all(r.noise is None for r in readouts(model))
-    with torch.no_grad():
-        noiseless = model(x)
-    if ramp:
-        assert sigmas == pytest.approx([0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.0])
-        assert torch.equal(first, noiseless)  # batch 0 read out without noise
-    else:
-        assert sigmas == [2.0] * 7
-        assert not torch.equal(first, noiseless)
