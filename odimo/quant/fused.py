@@ -67,7 +67,8 @@ def readout_codes(p: Tensor, rgain: Tensor, lo: int, hi: int) -> Tensor:
 
 
 def _read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo: int, hi: int):
-    """(codes q, the read-out's correction scale·Δ) of the partial sums read off y (below)."""
+    """(the ADC codes q, y with the read-out on the analog channels) for the partial sums read
+    off y (`readout_add_from_output`)."""
     p = torch.round((y - bias) * rscale)
     q = torch.clamp(torch.floor(p * rgain), lo, hi)
     return q, torch.where(analog, y + scale * (q * gain + offset - p), y)
