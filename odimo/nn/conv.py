@@ -376,7 +376,7 @@ class QuantConv2d(nn.Conv2d):
         (`_ReadOff`; W_eff takes that weight without gradient, `effective_weight_bias`). The
         channels the forward puts on another unit get their codes from a conv over those
         channels alone; a frozen mapping needs no codes. Noiseless with a set gain, the read-out
-        is one fused pass over y (`odimo.quant.fused.readout_add_codes_from_output`); with
+        is one fused pass over y (`odimo.quant.fused.readout_add_from_output`); with
         noise, or on the batch that sets the gain, it is computed from the assembled p.
         """
         u = self.readout_unit
@@ -502,8 +502,7 @@ class _ReadOffRead:
             args = (bias, 1.0 / scale, scale, analog, 1.0 / gain, gain, offset, qmin, qmax)
             if sums is not None and sums.shape[2] == y.shape[1]:  # no channel analog: y stays
                 return self.codes_of(sums), gain * scale, offset * scale
-            kernel = "readout_add_codes_from_output" if want_codes else "readout_add_from_output"
-            codes = fused.call(kernel, y, *args)
+            codes = fused.call("readout_add_from_output", y, *args, want_codes)
             if sums is not None:
                 codes.index_copy_(1, self.others, self.codes_of(sums))
         else:

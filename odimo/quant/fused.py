@@ -66,14 +66,6 @@ def readout_codes(p: Tensor, rgain: Tensor, lo: int, hi: int) -> Tensor:
     return torch.clamp(torch.floor(p * rgain), lo, hi).to(torch.int8)
 
 
-def _read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo: int, hi: int):
-    """(the ADC codes q, y with the read-out on the analog channels) for the partial sums read
-    off y (`readout_add_from_output`)."""
-    p = torch.round((y - bias) * rscale)
-    q = torch.clamp(torch.floor(p * rgain), lo, hi)
-    return q, torch.where(analog, y + scale * (q * gain + offset - p), y)
-
-
 def readout_add_from_output(
     y: Tensor,
     bias: Tensor,
@@ -85,32 +77,21 @@ def readout_add_from_output(
     offset: Tensor,
     lo: int,
     hi: int,
-) -> None:
+    codes: bool,
+) -> Tensor | None:
     """Put the analog read-out on a conv's output y [N, C, L] IN PLACE, on the channels where
     `analog` [1, C, 1] holds: y = p·scale + bias with p the integer partial sum, so
     p = round((y − bias)·rscale) (rscale = 1/scale: the rounding forgives the product's error)
     and y becomes y + scale·(clamp(floor(p·rgain), lo, hi)·gain + offset − p), the read-out
     value; the other channels keep y (per-channel bias, scale, rscale [1, C, 1]; rgain = 1/gain,
-    both powers of two; `odimo.nn.conv.QuantConv2d.read_off_output`)."""
-    y.copy_(_read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo, hi)[1])
-
-
-def readout_add_codes_from_output(
-    y: Tensor,
-    bias: Tensor,
-    rscale: Tensor,
-    scale: Tensor,
-    analog: Tensor,
-    rgain: Tensor,
-    gain: Tensor,
-    offset: Tensor,
-    lo: int,
-    hi: int,
-) -> Tensor:
-    """`readout_add_from_output`, returning the ADC codes q as int8 [N, C, L] (0 off `analog`):
-    what the unit weights' gradient needs (`code_dot`) in a quarter of a float's memory."""
-    q, out = _read_off(y, bias, rscale, scale, analog, rgain, gain, offset, lo, hi)
-    y.copy_(out)
+    both powers of two; `odimo.nn.conv.QuantConv2d.read_off_output`). With `codes`, returns
+    the ADC codes as int8 [N, C, L] (0 off `analog`): what the unit weights' gradient needs
+    (`code_dot`) in a quarter of a float's memory."""
+    p = torch.round((y - bias) * rscale)
+    q = torch.clamp(torch.floor(p * rgain), lo, hi)
+    y.copy_(torch.where(analog, y + scale * (q * gain + offset - p), y))
+    if not codes:
+        return None
     return torch.where(analog, q, torch.zeros_like(q)).to(torch.int8)
 
 
@@ -151,25 +132,16 @@ EAGER: dict[str, Callable[..., object]] = {
     "readout_delta": readout_delta,
     "readout_codes": readout_codes,
     "readout_add_from_output": readout_add_from_output,
-    "readout_add_codes_from_output": readout_add_codes_from_output,
     "readout_affine": readout_affine,
     "code_dot": code_dot,
     "channel_dot": channel_dot,
 }
 #: Kernels over [N, C, L] views with per-channel [1, C, 1] arguments (`_run_channels`).
 _CHANNEL_KERNELS = frozenset(
-    {
-        "readout_add_from_output",
-        "readout_add_codes_from_output",
-        "readout_affine",
-        "code_dot",
-        "channel_dot",
-    }
+    {"readout_add_from_output", "readout_affine", "code_dot", "channel_dot"}
 )
 #: Kernels that write their first argument in place.
-_IN_PLACE = frozenset(
-    {"readout_add_from_output", "readout_add_codes_from_output", "readout_affine"}
-)
+_IN_PLACE = frozenset({"readout_add_from_output", "readout_affine"})
 #: Kernels whose only element-shaped argument is the first (the others are scalars).
 _SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta", "readout_codes"})
 

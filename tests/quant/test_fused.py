@@ -181,12 +181,11 @@ def test_compiled_read_out_equals_an_independent_integer_computation(restore_fus
 
 
 def test_per_channel_read_out_kernels_equal_an_independent_computation(restore_fused):
-    """`readout_add_from_output` / `readout_add_codes_from_output` (p = round((y − b)/s) per
-    channel, y read out in place on the analog channels, kept elsewhere; codes 0 there),
+    """`readout_add_from_output` (p = round((y − b)/s) per channel, y read out in place on the
+    analog channels, kept elsewhere; with `codes` the int8 codes, 0 off the analog channels),
     `readout_affine` (the read-out of p in output units, in place), `readout_codes` (int8
-    codes of p), `code_dot` and
-    `channel_dot`, compiled and eager, contiguous and channels-last, equal an
-    int64 computation and plain per-channel sums."""
+    codes of p), `code_dot` and `channel_dot`, compiled and eager, contiguous and
+    channels-last, equal an int64 computation and plain per-channel sums."""
     g = torch.Generator().manual_seed(2)
     p = torch.randint(-3000, 3000, (3, 4, 5, 6), generator=g)
     p.view(-1)[:4] = torch.tensor([-2048, -2049, 1984, 1983])  # at the clip's edges for g = 64
@@ -206,15 +205,11 @@ def test_per_channel_read_out_kernels_equal_an_independent_computation(restore_f
         fused.set_fused(enabled)
         for layout in (torch.contiguous_format, torch.channels_last):
             out = y.clone().contiguous(memory_format=layout)
-            assert (
-                fused.call("readout_add_from_output", out, *args, torch.tensor(32.0), -32, 31)
-                is None
-            )
+            adc = (torch.tensor(32.0), -32, 31)
+            assert fused.call("readout_add_from_output", out, *args, *adc, False) is None
             assert torch.equal(out, read)
             out = y.clone().contiguous(memory_format=layout)
-            codes = fused.call(
-                "readout_add_codes_from_output", out, *args, torch.tensor(32.0), -32, 31
-            )
+            codes = fused.call("readout_add_from_output", out, *args, *adc, True)
             assert torch.equal(out, read) and codes.dtype == torch.int8
             assert torch.equal(codes.long(), q * analog)
             sums = p.float().contiguous(memory_format=layout)
