@@ -18,7 +18,7 @@ from odimo.hw.analog import NoiseConfig
 from odimo.lit.optim import make_optimizer, parameter_groups
 from odimo.nn.conv import hard_mapping, polarization
 from odimo.nn.network_cost import NetworkCost, Regularizer
-from odimo.quant.adc import calibrate_readouts, readouts, set_readout_noise
+from odimo.quant.adc import readouts, set_readout_noise
 
 
 def step_loss(
@@ -66,11 +66,6 @@ class PhaseModule(L.LightningModule):
         #: 0: a gain once set is kept). The first batch of the phase always re-fits them.
         self.recalibrate_every = 0
         self._batches = 0
-        #: Share of the phase's training batches trained with exact analog sums before the
-        #: read-out (and `train_noise`) switches on (`train.exact_until`; 0: from the start).
-        self.exact_until = 0.0
-        self._exact_batches = 0
-        self._last_inputs: Tensor | None = None
 
     def _set_noise(self, on: bool) -> None:
         """Training batches read out with `train_noise`; evaluation always noiseless."""
@@ -78,40 +73,14 @@ class PhaseModule(L.LightningModule):
             set_readout_noise(self.model, self.train_noise if on else None)
             self._noise_on = on
 
-    def on_train_start(self) -> None:
-        self._exact_batches = 0
-        if self.exact_until > 0 and readouts(self.model):
-            total = self.trainer.estimated_stepping_batches
-            if total is not None and total != float("inf"):
-                self._exact_batches = round(self.exact_until * float(total))
-
-    def _set_exact(self, on: bool) -> None:
-        """Training forwards with exact analog sums (no read-out) while `on`."""
-        for r in readouts(self.model):
-            r.bypass = on
-
-    def _calibrate_missing(self) -> None:
-        """Gains reset while the read-out was bypassed are set from the last training batch
-        (noiseless), never from the evaluation data."""
-        if self._last_inputs is not None and any(not r.calibrated for r in readouts(self.model)):
-            calibrate_readouts(self.model, self._last_inputs, keep_calibrated=True)
-
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        exact = self._batches < self._exact_batches
-        if self._exact_batches:
-            self._set_exact(exact)
-            self._last_inputs = batch[0]
-        first_read = self._exact_batches and self._batches == self._exact_batches
-        if first_read or (
-            self.recalibrate_every > 0 and self._batches % self.recalibrate_every == 0
-        ):
+        if self.recalibrate_every > 0 and self._batches % self.recalibrate_every == 0:
             # the weights moved since the gains were set: this batch's forward re-fits them,
             # layer by layer, from its own partial sums (no extra pass)
             for r in readouts(self.model):
                 r.reset()
         self._batches += 1
-        if not exact:
-            self._set_noise(True)
+        self._set_noise(True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # a resumed phase keeps the re-fit schedule of an uninterrupted one
@@ -122,18 +91,12 @@ class PhaseModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._set_noise(False)
-        if self._exact_batches:
-            self._set_exact(False)
-            self._calibrate_missing()
 
     def on_test_epoch_start(self) -> None:
         self._set_noise(False)
 
     def on_train_end(self) -> None:
         self._set_noise(False)
-        if self._exact_batches:
-            self._set_exact(False)
-            self._calibrate_missing()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

@@ -435,8 +435,7 @@ class QuantConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training and self.exact_eval():
             return self.exact_forward(x)
-        readout = self.readout
-        if readout is not None and not readout.bypass and self.readout_unit in self.active_units():
+        if self.readout is not None and self.readout_unit in self.active_units():
             if self.active_units() == (self.readout_unit,):
                 return self.analog_forward(x)
             return self.readout_forward(x)

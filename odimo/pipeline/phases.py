@@ -186,7 +186,6 @@ def search(
         polarization=float(s.get("polarization", 0.0)),
     )
     module.train_noise = training_noise(cfg, platform)
-    module.exact_until = exact_until(cfg)
     module.recalibrate_every = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
@@ -244,17 +243,6 @@ def training_noise(cfg: DictConfig, platform) -> NoiseConfig | None:
     return analog.noise.scaled(float(train.get("noise_scale", 1.0)))
 
 
-def exact_until(cfg: DictConfig) -> float:
-    """`train.exact_until`: share of each phase trained with exact analog sums before the
-    read-out switches on."""
-    share = (cfg.get("train") or {}).get("exact_until", 0.0)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
-        raise ConfigError(
-            f"train.exact_until must be a number in [0, 1) (share of each phase), got {share!r}"
-        )
-    return float(share)
-
-
 def recalibration(cfg: DictConfig) -> int:
     """`train.recalibrate_every`: training batches between re-fits of the read-out gains."""
     every = (cfg.get("train") or {}).get("recalibrate_every", 0)
@@ -274,7 +262,6 @@ def train_mapped(
         model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
     )
     module.train_noise = training_noise(cfg, get_platform(cfg.platform))
-    module.exact_until = exact_until(cfg)
     module.recalibrate_every = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)

@@ -223,9 +223,6 @@ class AnalogReadout(nn.Module):
         self.calibrated = False
         self.noise: NoiseConfig | None = None
         self.generator: torch.Generator | None = None
-        #: True while training with exact analog sums (`train.exact_until`): the layer's
-        #: training forward skips the read-out; evaluation always reads out.
-        self.bypass = False
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, *args):
         # A checkpoint of a network trained without the read-out has no gain: calibrate later.

@@ -100,37 +100,3 @@ def test_training_refits_the_gains_every_n_batches(every: int) -> None:
         assert seen == [before] * 3
     else:  # batch 0 re-fits, batch 1 keeps, batch 2 re-fits
         assert seen == [_gains(expected["dark"])] * 2 + [_gains(expected["other"])]
-
-
-def test_exact_sums_until_the_read_out_switches_on() -> None:
-    """`train.exact_until`: the first share of the phase's batches trains with exact analog
-    sums (the forward of the network without the read-out), the rest through the read-out with
-    the training noise; at the switch the gains are re-fitted from that batch, and before an
-    evaluation the gains reset meanwhile are set from the last training batch (noiseless)."""
-    from types import SimpleNamespace
-
-    model = chip_mapped("res20", "analog").train()
-    ideal = on_platform(model, with_analog(get_platform("diana"), None)).train()
-    module = FinetuneModule(model, 10, {})
-    module.train_noise = NoiseConfig(sigma_lsb=1.0)
-    module.exact_until = 0.5
-    module.recalibrate_every = 2
-    module.trainer = SimpleNamespace(estimated_stepping_batches=6)
-    module.on_train_start()
-    batches = [inputs("res20", 4, seed=10 + i) for i in range(6)]
-    for i, x in enumerate(batches):
-        module.on_train_batch_start((x, None), i)
-        with torch.no_grad():
-            out, exact = model(x), ideal(x)
-        noisy = readouts(model)[0].noise
-        if i < 3:  # exact sums, no noise
-            assert torch.equal(out, exact) and noisy is None
-        else:  # the chip's read-out (its gains re-fitted at batch 3), with the noise
-            assert not torch.allclose(out, exact, atol=1e-3) and noisy.sigma_lsb == 1.0
-        if i == 2:  # a validation after the batch that reset the gains (batch 2)
-            module.on_validation_epoch_start()
-            expected = copy.deepcopy(model)
-            calibrate_readouts(expected, x)
-            assert all(r.calibrated for r in readouts(model))
-            assert _gains(model) == _gains(expected) and readouts(model)[0].noise is None
-            model.train()
