@@ -482,42 +482,35 @@ class _ReadOffRead:
         inner = self.parts.inner.index_select(0, self.others).to(dtype) / self.act_step
         return layer.readout.partial_sums(self.x.detach().to(dtype), inner, layer)
 
-    def codes_of(self, sums: Tensor) -> Tensor:
-        """int8 codes [N, k, H, W] of one tile's sums [N, 1, k, H, W], noiseless, set gain."""
-        readout = self.layer.readout
-        rgain = 1.0 / readout.gain().to(sums.dtype)
-        return fused.call(
-            "readout_codes", sums.squeeze(1), rgain, readout.adc.qmin, readout.adc.qmax
-        )
-
     def __call__(self, y: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
-        readout, scale, analog, bias = self.layer.readout, self.scale, self.analog, self.bias
-        bias = bias.to(y.dtype).view(1, -1, 1, 1)
+        readout, scale, analog = self.layer.readout, self.scale, self.analog
+        bias = self.bias.to(y.dtype).view(1, -1, 1, 1)
         sums = self.others_sums(y.dtype)
-        want_codes = self.others is not None
-        silent = readout.noise is None or readout.noise.silent
-        if readout.calibrated and silent:  # one fused pass on y; the others from their sums
-            gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
-            qmin, qmax = readout.adc.qmin, readout.adc.qmax
-            args = (bias, 1.0 / scale, scale, analog, 1.0 / gain, gain, offset, qmin, qmax)
-            if sums is not None and sums.shape[2] == y.shape[1]:  # no channel analog: y stays
-                return self.codes_of(sums), gain * scale, offset * scale
-            codes = fused.call("readout_add_from_output", y, *args, want_codes)
-            if sums is not None:
-                codes.index_copy_(1, self.others, self.codes_of(sums))
-        else:
+        fused_pass = readout.calibrated and readout.noiseless
+        if not fused_pass:  # with noise, or on the batch that sets the gain: p assembled
             p = (y - bias).div_(scale).round_().mul_(analog)
             if sums is not None:
                 p.index_copy_(1, self.others, sums.squeeze(1))
             p = p.unsqueeze(1)
             self.layer.calibrate_readout(p)
-            q = readout.codes(p)
-            gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
-            delta = (q * gain).add_(offset).sub_(p.squeeze(1))
-            y.addcmul_(analog * scale, delta)
-            codes = q.to(torch.int8) if want_codes else None
         gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
-        return codes, gain * scale, offset * scale
+        factors = (gain * scale, offset * scale)
+        lo, hi = readout.adc.qmin, readout.adc.qmax
+        if not fused_pass:
+            q = readout.codes(p)
+            y.addcmul_(analog * scale, (q * gain).add_(offset).sub_(p.squeeze(1)))
+            return (q.to(torch.int8) if self.others is not None else None), *factors
+        # one fused pass on y; the other channels' codes from their own sums
+        others = None
+        if sums is not None:
+            others = fused.call("readout_codes", sums.squeeze(1), 1.0 / gain, lo, hi)
+            if others.shape[1] == y.shape[1]:  # no channel analog: y stays
+                return others, *factors
+        args = (bias, 1.0 / scale, scale, analog, 1.0 / gain, gain, offset, lo, hi)
+        codes = fused.call("readout_add_from_output", y, *args, self.others is not None)
+        if others is not None:
+            codes.index_copy_(1, self.others, others)
+        return codes, *factors
 
 
 class _ReadOff(torch.autograd.Function):

@@ -318,9 +318,14 @@ class AnalogReadout(nn.Module):
             return z * (p.detach().abs() / (self.gain().to(p.dtype) * self.noise.snr))
         return z * self.noise.sigma_lsb
 
+    @property
+    def noiseless(self) -> bool:
+        """Whether the read-out draws no noise now."""
+        return self.noise is None or self.noise.silent
+
     def draw_noise(self, p: Tensor) -> Tensor | None:
         """Noise in LSB for partial sums p [N, tiles, C, H, W] (None when noiseless)."""
-        if self.noise is None or self.noise.silent:
+        if self.noiseless:
             return None
         z = self.standard_noise((p.shape[0], p.shape[1], p.shape[3], p.shape[4]), p)
         return self.scale_noise(z, p)
@@ -367,7 +372,7 @@ class AnalogReadout(nn.Module):
         one tile without noise."""
         if not self.calibrated:
             self.calibrate(p)
-        if p.shape[1] == 1 and (self.noise is None or self.noise.silent):
+        if p.shape[1] == 1 and self.noiseless:
             kernel = "readout_delta" if delta else "readout_value"
             gain, offset = self.gain().to(p.dtype), self.offset().to(p.dtype)
             return fused.call(kernel, p.squeeze(1), gain, offset, self.adc.qmin, self.adc.qmax)
@@ -381,7 +386,7 @@ class AnalogReadout(nn.Module):
         noise."""
         if not self.calibrated:
             self.calibrate(p)
-        if p.shape[1] == 1 and (self.noise is None or self.noise.silent):
+        if p.shape[1] == 1 and self.noiseless:
             g = self.gain().to(p.dtype)
             args = (
                 1.0 / g,
