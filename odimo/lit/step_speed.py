@@ -23,7 +23,6 @@ reported throughput is the median over blocks. A fourth timed item is the vector
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 import time
@@ -32,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 from odimo.errors import ConfigError
-from odimo.lit.modules import Distillation, FinetuneModule, SearchModule, WarmupModule
+from odimo.lit.modules import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import ModelSpec, build_model, fold_float_into, searchable_names, to_mapped
 from odimo.models.build import make_options
 from odimo.nn.baselines import baseline_mapping
@@ -68,8 +67,6 @@ OPTIM = {
 VARIANTS = ("float", "search", "finetune")
 #: The search and fine-tune steps through the analog read-out (see the module doc).
 CHIP_VARIANTS = ("search_chip", "finetune_chip")
-#: Temperature of the chip variants' distillation (`train.distill.temperature`'s default).
-DISTILL_TEMPERATURE = 4.0
 
 
 def resolve_spec(
@@ -112,7 +109,6 @@ def build_variants(
     chip=None,
     finetune_mapping: str = FINETUNE_MAPPING,
     sampling: str = "hard",
-    distill: float = 0.0,
 ) -> tuple[dict[str, Variant], Callable[[], None]]:
     """The three variants on `device` (plus the `CHIP_VARIANTS` on platform `chip` if given),
     and the cost forward+backward step of the search one.
@@ -120,8 +116,6 @@ def build_variants(
     The search variants sample units as `sampling` says (`search.sampling`, hard by default)
     and start from α encoding the fine-tune mapping, a search midway: both units hold
     channels in the mixed layers (with equal α every channel would sit on the digital unit).
-    With `distill` > 0 the chip variants' loss is distilled (`train.distill.weight`) from a
-    frozen copy of the float network: the teacher's forward is part of their step.
     """
     float_model = build_model(spec, "float")
     search_model = build_model(spec, "search", platform)
@@ -152,12 +146,6 @@ def build_variants(
         )
         chip_mapped = to_mapped(chip_search, chip, mapping)
         modules["finetune_chip"] = FinetuneModule(chip_mapped, spec.num_classes, OPTIM["finetune"])
-        if distill > 0:
-            teacher = copy.deepcopy(float_model).to(device)
-            if channels_last:
-                teacher.to(memory_format=torch.channels_last)
-            for name in CHIP_VARIANTS:
-                modules[name].distill = Distillation(teacher, distill, DISTILL_TEMPERATURE)
     variants = {}
     for name, module in modules.items():
         module.to(device)

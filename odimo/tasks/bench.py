@@ -126,7 +126,6 @@ def run(cfg: DictConfig) -> dict:
         chip,
         str(cfg.get("finetune_mapping") or "min_latency_max8"),
         sampling,
-        float(cfg.get("distill") or 0.0),
     )
     names = VARIANTS + (CHIP_VARIANTS if chip is not None else ())
     seconds, notes = time_steps(
@@ -141,12 +140,7 @@ def run(cfg: DictConfig) -> dict:
     _print_table(f"{spec.name} {list(spec.input_size)}", batch_size, device, steps, seconds, speeds)
 
     result = _result(img_s, names, cost_ratio, device, spec, batch_size, steps)
-    result.update(
-        compile=compile_,
-        channels_last=channels_last,
-        sampling=sampling,
-        distill=float(cfg.get("distill") or 0.0),
-    )
+    result.update(compile=compile_, channels_last=channels_last, sampling=sampling)
     if cfg.get("output"):
         atomic_write_text(cfg.output, json.dumps(result, indent=1) + "\n")
         print(f"wrote {cfg.output}")

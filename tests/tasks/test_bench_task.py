@@ -11,7 +11,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from odimo.errors import OdimoError
-from odimo.lit import Distillation
 from odimo.quant import fused
 from odimo.tasks.bench import run
 from tests.tasks.helpers import CONF, REPO
@@ -60,22 +59,6 @@ def test_bench_fused_quant_key_switches_the_kernels():
         assert not fused.fused_enabled()
     finally:
         fused.set_fused(True)
-
-
-def test_bench_distill_key_times_the_chip_steps_with_their_teacher(monkeypatch):
-    """distill > 0: every timed chip step (and no plain one) runs the distilled loss."""
-    calls = []
-    original = Distillation.__call__
-
-    def spy(self, x, logits, task):
-        calls.append(self.weight)
-        return original(self, x, logits, task)
-
-    monkeypatch.setattr(Distillation, "__call__", spy)
-    assert run(bench_cfg(*TINY))["distill"] == 0.0 and calls == []
-    result = run(bench_cfg(*TINY, "distill=0.9"))
-    # 2 chip variants x (1 warm-up + 2 timed) steps
-    assert result["distill"] == 0.9 and calls == [0.9] * 6
 
 
 def test_bench_cuda_without_cuda_is_an_odimo_error(monkeypatch):
