@@ -1,18 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Lightning phases (warm-up, search, fine-tune) and their optimizers."""
 
-from odimo.lit.modules import (
-    Distillation,
-    FinetuneModule,
-    PhaseModule,
-    SearchModule,
-    WarmupModule,
-    step_loss,
-)
+from odimo.lit.modules import FinetuneModule, PhaseModule, SearchModule, WarmupModule, step_loss
 from odimo.lit.optim import EpochSchedule, MultiOptimizer, make_optimizer, parameter_groups
 
 __all__ = [
-    "Distillation",
     "EpochSchedule",
     "FinetuneModule",
     "MultiOptimizer",

@@ -21,54 +21,16 @@ from odimo.nn.network_cost import NetworkCost, Regularizer
 from odimo.quant.adc import readouts, set_readout_noise
 
 
-class Distillation:
-    """Knowledge distillation from a frozen teacher (`train.distill`): the task loss becomes
-    (1 − w)·CE + w·T²·KL(softmax(teacher/T) ‖ softmax(student/T)) (Hinton et al., 2015).
-
-    odimo's teacher is the float warm-up network every search and baseline starts from: a
-    network trained through the analog read-out and its noise then learns the float network's
-    whole output distribution, not only the label (as Zhou et al., 2020, do for analog hardware
-    noise). The teacher is held outside the module tree: it is not trained, not checkpointed and
-    stays in eval mode (BatchNorm running statistics).
-    """
-
-    def __init__(self, teacher: nn.Module, weight: float, temperature: float):
-        if not 0.0 < weight <= 1.0:
-            raise ValueError(f"distillation weight must be in (0, 1], got {weight}")
-        if not temperature > 0.0:
-            raise ValueError(f"distillation temperature must be > 0, got {temperature}")
-        self.teacher = teacher.eval().requires_grad_(False)
-        self.weight = float(weight)
-        self.temperature = float(temperature)
-
-    def __call__(self, x: Tensor, logits: Tensor, task: Tensor) -> Tensor:
-        """The distilled task loss of student `logits` on inputs `x` (`task`: their CE)."""
-        with torch.no_grad():
-            teacher = self.teacher.to(x.device).eval()(x).float()
-        t = self.temperature
-        kl = F.kl_div(
-            F.log_softmax(logits.float() / t, dim=1),
-            F.log_softmax(teacher / t, dim=1),
-            reduction="batchmean",
-            log_target=True,
-        )
-        return (1.0 - self.weight) * task + self.weight * t * t * kl
-
-
 def step_loss(
     model: nn.Module,
     batch: tuple[Tensor, Tensor],
     network: NetworkCost | None = None,
     regularizer: Regularizer | None = None,
-    distill: Distillation | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(total loss, task loss, regularizer loss, logits) of one training batch; no host sync.
-    With `distill` the task loss is the distilled one."""
+    """(total loss, task loss, regularizer loss, logits) of one training batch; no host sync."""
     x, y = batch
     logits = model(x)
     task = F.cross_entropy(logits, y)
-    if distill is not None:
-        task = distill(x, logits, task)
     if regularizer is None or network is None:
         return task, task, torch.zeros_like(task), logits
     reg = regularizer(network)
@@ -104,8 +66,6 @@ class PhaseModule(L.LightningModule):
         #: 0: a gain once set is kept). The first batch of the phase always re-fits them.
         self.recalibrate_every = 0
         self._batches = 0
-        #: Distillation from a frozen teacher (`train.distill`); None = cross-entropy alone.
-        self.distill: Distillation | None = None
 
     def _set_noise(self, on: bool) -> None:
         """Training batches read out with `train_noise`; evaluation always noiseless."""
@@ -143,7 +103,7 @@ class PhaseModule(L.LightningModule):
 
     def losses(self, batch: tuple[Tensor, Tensor]):
         """(total, task, reg, logits) of a training batch."""
-        return step_loss(self.model, batch, distill=self.distill)
+        return step_loss(self.model, batch)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, task, reg, logits = self.losses(batch)
@@ -217,9 +177,7 @@ class SearchModule(PhaseModule):
         self.val_acc_soft = MulticlassAccuracy(num_classes, average="micro")
 
     def losses(self, batch: tuple[Tensor, Tensor]):
-        total, task, reg, logits = step_loss(
-            self.model, batch, self.network, self.regularizer, self.distill
-        )
+        total, task, reg, logits = step_loss(self.model, batch, self.network, self.regularizer)
         if self.polarization > 0:
             pol = self.polarization * polarization(self.model).to(total.device)
             total, reg = total + pol, reg + pol

@@ -19,7 +19,7 @@ from odimo.errors import ConfigError
 from odimo.hw import get_platform
 from odimo.hw.analog import NoiseConfig
 from odimo.io import cache_lock, config_fingerprint, is_rank_zero, rank_zero_write
-from odimo.lit import Distillation, FinetuneModule, SearchModule, WarmupModule
+from odimo.lit import FinetuneModule, SearchModule, WarmupModule
 from odimo.models import ModelSpec, build_model, fold_float_into
 from odimo.nn import (
     NetworkCost,
@@ -187,7 +187,6 @@ def search(
     )
     module.train_noise = training_noise(cfg, platform)
     module.recalibrate_every = recalibration(cfg)
-    module.distill = distillation(cfg, float_model)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
@@ -254,46 +253,16 @@ def recalibration(cfg: DictConfig) -> int:
     return every
 
 
-def distillation(cfg: DictConfig, teacher) -> Distillation | None:
-    """`train.distill`: the task loss distilled from `teacher` (the float warm-up network) with
-    `weight` and `temperature`; None when the weight is 0."""
-    spec = (cfg.get("train") or {}).get("distill") or {}
-    weight, temperature = spec.get("weight", 0.0), spec.get("temperature", 4.0)
-    try:
-        weight, temperature = float(weight), float(temperature)
-    except (TypeError, ValueError):
-        weight = temperature = float("nan")
-    if not (0.0 <= weight <= 1.0 and temperature > 0.0):
-        raise ConfigError(
-            "train.distill.weight must be in [0, 1] (0: off) and train.distill.temperature > 0, "
-            f"got weight={spec.get('weight')!r}, temperature={spec.get('temperature')!r}"
-        )
-    if weight == 0.0:
-        return None
-    if teacher is None:
-        raise ConfigError("train.distill needs the float warm-up network as its teacher")
-    return Distillation(teacher, weight, temperature)
-
-
 def train_mapped(
-    cfg: DictConfig,
-    model,
-    spec: ModelSpec,
-    datamodule,
-    phase_dir: Path,
-    phase: str,
-    job: str,
-    teacher=None,
+    cfg: DictConfig, model, spec: ModelSpec, datamodule, phase_dir: Path, phase: str, job: str
 ) -> FinetuneModule:
-    """Train a network with a frozen mapping (fine-tune or baseline); best weights loaded.
-    `teacher`: the float warm-up network, the teacher of `train.distill`."""
+    """Train a network with a frozen mapping (fine-tune or baseline); best weights loaded."""
     phase_cfg = cfg.finetune if phase == "finetune" else cfg.baseline_train
     module = FinetuneModule(
         model, spec.num_classes, OmegaConf.to_container(phase_cfg.optim, resolve=True)
     )
     module.train_noise = training_noise(cfg, get_platform(cfg.platform))
     module.recalibrate_every = recalibration(cfg)
-    module.distill = distillation(cfg, teacher)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         return module

@@ -180,9 +180,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         )
         apply_mapping(model, mapping)
         rank_zero_write(run_dir / "mapping.json", json.dumps(mapping.to_json(), indent=1) + "\n")
-        module = train_mapped(
-            cfg, model, spec, datamodule, run_dir / "baseline", "baseline", job, float_model
-        )
+        module = train_mapped(cfg, model, spec, datamodule, run_dir / "baseline", "baseline", job)
         kind = "baseline"
     else:
         module = search(cfg, spec, platform, float_model, datamodule, run_dir, job)
@@ -190,7 +188,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         same_on_all_ranks(model_mapping(model, platform).to_json(), "searched mapping")
         if "finetune" in phases:
             module = train_mapped(
-                cfg, model, spec, datamodule, run_dir / "finetune", "finetune", job, float_model
+                cfg, model, spec, datamodule, run_dir / "finetune", "finetune", job
             )
         else:  # evaluate the argmax network of the search as it is
             module = FinetuneModule(
