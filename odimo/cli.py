@@ -10,6 +10,7 @@ by the task is reported as ONE line on stderr with exit code 2, instead of a sta
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,58 @@ def fail(message: str, code: int = 2) -> None:
     """Print one line to stderr and exit."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+#: Characters of a path that Hydra's override grammar would read as syntax (a sweep run's
+#: folder is named `key=value,key=value`).
+_GRAMMAR = frozenset("=, \t'\"[]{}()")
+
+
+def _is_path_key(key: str) -> bool:
+    last = key.lstrip("+~").rsplit(".", 1)[-1]
+    return last.endswith("_dir") or last in ("output", "big", "little")
+
+
+def _is_group_key(key: str) -> bool:
+    """A config group choice (`model=`, `hydra/launcher=`), whose `,` is a sweep."""
+    key = key.lstrip("+~").split("@", 1)[0]
+    return "/" in key or key in CHECKED_GROUPS or key.startswith("hydra.")
+
+
+def _escape_before_quote(match: re.Match) -> str:
+    return match.group(1) * 2 + ("\\'" if match.group(2) else "")
+
+
+def quote_paths(argv: Sequence[str]) -> list[str]:
+    """The command-line overrides with path values quoted for Hydra's grammar.
+
+    A value holding a path (a `/`, or a `*_dir`, `output`, `big` or `little` key) with `=`, `,`,
+    blanks, quotes or brackets in it (as every sweep run's folder has: `baseline=all_analog,...`)
+    is wrapped in single quotes, so `run_dir=outputs/sweeps/s/baseline=all_analog,seed=1` names
+    that folder instead of failing to parse or starting a sweep over its pieces. Values already
+    quoted, lists, dicts, interpolations, group choices and `hydra.*` keys are left as they are.
+
+    >>> quote_paths(["run_dir=out/s/a=1,b=2", "seed=1,2", "sigmas=[0,1]", "run_dir='x=y'"])
+    ["run_dir='out/s/a=1,b=2'", 'seed=1,2', 'sigmas=[0,1]', "run_dir='x=y'"]
+    """
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if (
+            sep
+            and not arg.startswith("-")
+            and not _is_group_key(key)
+            and value
+            and value[0] not in "'\"[{"
+            and "${" not in value
+            and ("/" in value or _is_path_key(key))
+            and any(c in _GRAMMAR for c in value)
+        ):
+            # in a quoted value a backslash escapes only a quote or another backslash before one
+            escaped = re.sub(r"(\\*)('|$)", _escape_before_quote, value)
+            arg = f"{key}='{escaped}'"
+        out.append(arg)
+    return out
 
 
 def unknown_group_choice(
@@ -185,6 +238,7 @@ def run_entry(config_name: str, task: Callable[[Any], Any], conf_dir: Path = CON
 
     quiet_libraries()
     stop_on_sigterm()
+    sys.argv[1:] = quote_paths(sys.argv[1:])
     user_root = user_config_dir()
     message = unknown_group_choice(sys.argv[1:], conf_dir, extra_roots=(user_root,))
     if message:

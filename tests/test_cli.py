@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`--help` of every entry point names its task, its own keys and only the groups it uses."""
+"""`--help` of every entry point names its task, its own keys and only the groups it uses; path
+values reach the task as written."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import odimo.cli  # noqa: F401  (registers the resolver the help template uses)
+from odimo.cli import quote_paths
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -90,3 +93,55 @@ def test_help_from_the_command_line(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("pareto: Pareto task (tasks/pareto.py)")
     assert "\nsweep_dir: ???" in out.stdout and "dataset=" not in out.stdout
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "outputs/sweeps/s/baseline=all_analog,seed=1,sweep=baselines,t~16db35e0",
+        "/tmp/a b/it's (x)[1]{2}",
+        r"C:\runs\a=1",
+        "a=b\\",
+        "a=b\\'c",
+    ],
+)
+def test_a_path_value_reaches_the_task_as_written(path: str) -> None:
+    """What Hydra's own parser makes of the quoted override is the path itself: a sweep run's
+    folder (`key=value,...`) is one value, not a parse error or a sweep over its pieces."""
+    (arg,) = quote_paths([f"run_dir={path}"])
+    (override,) = OverridesParser.create().parse_overrides([arg])
+    assert not override.is_sweep_override()
+    assert override.value() == path
+
+
+def test_group_choices_lists_and_quoted_values_are_left_alone() -> None:
+    kept = [
+        "model=res20,res18",
+        "hydra/launcher=submitit_slurm",
+        "seed=1,2",
+        "sigmas=[0,0.5,1]",
+        "run_dir='a=b'",
+        "paths.output_dir=${oc.env:HOME}/x,y",
+        "hydra.sweep.dir=multirun/a=b",
+        "-m",
+    ]
+    assert quote_paths(kept) == kept
+    assert quote_paths(["paths.output_dir=/data/a,b", "out_dir=x y"]) == [
+        "paths.output_dir='/data/a,b'",
+        "out_dir='x y'",
+    ]
+
+
+def test_a_sweep_run_folder_on_the_command_line(tmp_path: Path) -> None:
+    """End to end: the task gets the whole folder name (here: no finished run in it)."""
+    run_dir = tmp_path / "s" / "baseline=all_analog,seed=1,sweep=baselines"
+    run_dir.mkdir(parents=True)
+    out = subprocess.run(
+        [sys.executable, "tasks/chip_eval.py", f"run_dir={run_dir}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip() == f"error: {run_dir} has no final/model.pt: is it a finished run?"
