@@ -48,6 +48,10 @@ def fail(message: str, code: int = 2) -> None:
 _GRAMMAR = frozenset("=, \t'\"[]{}()")
 
 
+#: A Hydra sweep or cast function as a whole value: `choice(a,b)`, `glob(*)`, `range(1,3)`.
+_SWEEP_FUNCTION = re.compile(r"^[A-Za-z_]\w*\(.*\)$")
+
+
 def _is_path_key(key: str) -> bool:
     last = key.lstrip("+~").rsplit(".", 1)[-1]
     return last.endswith("_dir") or last in ("output", "big", "little")
@@ -70,7 +74,8 @@ def quote_paths(argv: Sequence[str]) -> list[str]:
     blanks, quotes or brackets in it (as every sweep run's folder has: `baseline=all_analog,...`)
     is wrapped in single quotes, so `run_dir=outputs/sweeps/s/baseline=all_analog,seed=1` names
     that folder instead of failing to parse or starting a sweep over its pieces. Values already
-    quoted, lists, dicts, interpolations, group choices and `hydra.*` keys are left as they are.
+    quoted, lists, dicts, interpolations, sweep functions (`choice(a/x,b/y)`: the way to sweep over
+    paths), group choices and `hydra.*` keys are left as they are.
 
     >>> quote_paths(["run_dir=out/s/a=1,b=2", "seed=1,2", "sigmas=[0,1]", "run_dir='x=y'"])
     ["run_dir='out/s/a=1,b=2'", 'seed=1,2', 'sigmas=[0,1]', "run_dir='x=y'"]
@@ -85,6 +90,7 @@ def quote_paths(argv: Sequence[str]) -> list[str]:
             and value
             and value[0] not in "'\"[{"
             and "${" not in value
+            and not _SWEEP_FUNCTION.match(value)
             and ("/" in value or _is_path_key(key))
             and any(c in _GRAMMAR for c in value)
         ):

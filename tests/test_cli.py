@@ -123,6 +123,7 @@ def test_group_choices_lists_and_quoted_values_are_left_alone() -> None:
         "run_dir='a=b'",
         "paths.output_dir=${oc.env:HOME}/x,y",
         "hydra.sweep.dir=multirun/a=b",
+        "run_dir=choice(out/a,out/b)",
         "-m",
     ]
     assert quote_paths(kept) == kept
