@@ -66,6 +66,19 @@ class PhaseModule(L.LightningModule):
         #: 0: a gain once set is kept). The first batch of the phase always re-fits them.
         self.recalibrate_every = 0
         self._batches = 0
+        #: Deployment read-out noise the best checkpoint is chosen under (`train.select`):
+        #: validation also runs under one seeded draw of it, logged as `val/acc_chip`, which
+        #: becomes the monitor; None = noiseless selection. Set before fitting.
+        self.select_noise: NoiseConfig | None = None
+        #: Seed of that draw: the same draw every epoch, so epochs differ by their weights only.
+        self.select_seed = 0
+        self.val_acc_chip = MulticlassAccuracy(num_classes, average="micro")
+
+    def select_under(self, noise: NoiseConfig | None, seed: int = 0) -> None:
+        """Choose the best checkpoint by validation accuracy under `noise` (None: noiseless)."""
+        self.select_noise = None if noise is None or noise.silent else noise
+        self.select_seed = int(seed)
+        self.monitor = "val/acc_chip" if self.select_noise is not None else type(self).monitor
 
     def _set_noise(self, on: bool) -> None:
         """Training batches read out with `train_noise`; evaluation always noiseless."""
@@ -91,6 +104,16 @@ class PhaseModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._set_noise(False)
+        if self.select_noise is not None:
+            # seeded generators made once per epoch (the same draws every epoch); the noise
+            # itself is switched on for the noisy pass of each batch only
+            set_readout_noise(self.model, self.select_noise, seed=self.select_seed)
+            for r in readouts(self.model):
+                r.noise = None
+
+    def on_validation_epoch_end(self) -> None:
+        if self.select_noise is not None:
+            set_readout_noise(self.model, None)
 
     def on_test_epoch_start(self) -> None:
         self._set_noise(False)
@@ -132,6 +155,21 @@ class PhaseModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_acc)
+        if self.select_noise is not None:
+            self._chip_step(batch)
+
+    def _chip_step(self, batch: tuple[Tensor, Tensor]) -> None:
+        """Validation accuracy of one seeded draw of the deployment noise (`select_under`)."""
+        found = readouts(self.model)
+        for r in found:
+            r.noise = self.select_noise
+        try:
+            logits = self.model(batch[0])
+        finally:
+            for r in found:
+                r.noise = None
+        self.val_acc_chip(logits, batch[1])
+        self.log("val/acc_chip", self.val_acc_chip, prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_acc)

@@ -100,3 +100,37 @@ def test_training_refits_the_gains_every_n_batches(every: int) -> None:
         assert seen == [before] * 3
     else:  # batch 0 re-fits, batch 1 keeps, batch 2 re-fits
         assert seen == [_gains(expected["dark"])] * 2 + [_gains(expected["other"])]
+
+
+def test_selection_under_noise_validates_one_seeded_draw_beside_the_noiseless_read_out() -> None:
+    """`select_under`: validation logs `val/acc_hard` noiseless and `val/acc_chip` under one
+    seeded draw of the deployment noise (the draw of `set_readout_noise(..., seed)`, the same
+    every epoch), which becomes the monitor; the network is noiseless again afterwards."""
+    import lightning.pytorch as L
+
+    from odimo.pipeline.phases import SELECT_SEED
+
+    model = chip_mapped("res20", "analog")
+    batches = _batches(48)
+    noise = NoiseConfig(sigma_lsb=16.0)
+    set_readout_noise(model, noise, seed=SELECT_SEED)
+    expected = accuracy(model, batches)
+    set_readout_noise(model, noise, seed=SELECT_SEED + 1)
+    other = accuracy(model, batches)
+    set_readout_noise(model, None)
+    assert expected < 1.0 and other != expected  # draws flip predictions, each draw others
+    module = FinetuneModule(model, 5, {})
+    assert module.monitor == "val/acc_hard"
+    module.select_under(noise, SELECT_SEED)
+    assert module.monitor == "val/acc_chip" and FinetuneModule.monitor == "val/acc_hard"
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)  # the two batches as they are
+    epochs = [trainer.validate(module, loader, verbose=False)[0] for _ in range(2)]
+    assert epochs[0]["val/acc_hard"] == 1.0  # the labels are the noiseless chip's predictions
+    assert epochs[0]["val/acc_chip"] == pytest.approx(expected)
+    assert epochs[1]["val/acc_chip"] == epochs[0]["val/acc_chip"]  # the same draw every epoch
+    assert all(r.noise is None and r.generator is None for r in readouts(model))
+    module.select_under(NoiseConfig(sigma_lsb=0.0))  # noiseless deployment: noiseless choice
+    assert module.monitor == "val/acc_hard" and module.select_noise is None

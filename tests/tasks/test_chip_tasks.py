@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from odimo.cascade.predict import predict_finished_run
@@ -24,6 +25,11 @@ def test_chip_aware_baseline_reports_chip_accuracy_and_exports_exactly(tmp_path)
     overrides = ("phases=[warmup,baseline]", "baseline=all_analog", "train.noise=true")
     metrics = run(train_cfg(tmp_path, *overrides, "eval.noise_draws=2"))
     assert metrics["final/accuracy_arithmetic"] == "chip_adc"
+    # chip-aware training keeps the epoch that validates best under the deployment noise
+    best = tmp_path / "run" / "baseline" / "checkpoints" / "best.ckpt"
+    best = torch.load(best, weights_only=False)
+    chosen = [v for k, v in best["callbacks"].items() if "ModelCheckpoint" in k]
+    assert {c["monitor"] for c in chosen} >= {"val/acc_chip"}
     model, platform, _ = load_mapped(tmp_path / "run" / "final" / "model.pt")
     assert platform.analog.enabled and all(
         r.calibrated for r in model.modules() if type(r).__name__ == "AnalogReadout"
@@ -115,3 +121,20 @@ def test_chip_eval_of_a_sweep_tabulates_every_run_and_reuses_matching_results(tm
         chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), run_dir=str(sweep / "aware")))
     with pytest.raises(ConfigError, match="holds no finished run"):
         chip_eval(_chip_eval_cfg(sweep_dir=str(sweep / "unfinished")))
+
+
+def test_checkpoints_are_chosen_under_the_deployment_noise_only_in_chip_aware_training() -> None:
+    """`train.select_under_noise`: with `train.noise=true` the deployment noise itself (not
+    × `train.noise_scale`); without training noise, or switched off, none (noiseless choice)."""
+    from odimo.hw import get_platform
+    from odimo.pipeline.phases import selection_noise
+
+    def noise(*overrides: str):
+        cfg = train_cfg(Path("/unused"), *overrides)
+        return selection_noise(cfg, get_platform(cfg.platform))
+
+    assert noise() is None
+    assert noise("train.noise=true").sigma_lsb == 1.0
+    assert noise("train.noise=true", "train.noise_scale=2").sigma_lsb == 1.0
+    assert noise("train.noise=true", "platform.analog.noise.sigma_lsb=0.5").sigma_lsb == 0.5
+    assert noise("train.noise=true", "train.select_under_noise=false") is None
