@@ -66,9 +66,10 @@ class PhaseModule(L.LightningModule):
         #: 0: a gain once set is kept). The first batch of the phase always re-fits them.
         self.recalibrate_every = 0
         self._batches = 0
-        #: Deployment read-out noise the best checkpoint is chosen under (`train.select`):
-        #: validation also runs under one seeded draw of it, logged as `val/acc_chip`, which
-        #: becomes the monitor; None = noiseless selection. Set before fitting.
+        #: Deployment read-out noise the best checkpoint is chosen under
+        #: (`train.select_under_noise`): validation also runs under one seeded draw of it,
+        #: logged as `val/acc_chip`, which becomes the monitor; None = noiseless selection.
+        #: Set before fitting (`select_under`).
         self.select_noise: NoiseConfig | None = None
         #: Seed of that draw: the same draw every epoch, so epochs differ by their weights only.
         self.select_seed = 0
@@ -81,7 +82,8 @@ class PhaseModule(L.LightningModule):
         self.monitor = "val/acc_chip" if self.select_noise is not None else type(self).monitor
 
     def _set_noise(self, on: bool) -> None:
-        """Training batches read out with `train_noise`; evaluation always noiseless."""
+        """Training batches read out with `train_noise`; evaluation noiseless (validation adds
+        a seeded pass under `select_noise` when it is set, `_chip_step`)."""
         if on != self._noise_on and self.train_noise is not None:
             set_readout_noise(self.model, self.train_noise if on else None)
             self._noise_on = on
