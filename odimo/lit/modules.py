@@ -18,7 +18,7 @@ from odimo.hw.analog import NoiseConfig
 from odimo.lit.optim import make_optimizer, parameter_groups
 from odimo.nn.conv import hard_mapping, polarization
 from odimo.nn.network_cost import NetworkCost, Regularizer
-from odimo.quant.adc import readouts, set_readout_noise
+from odimo.quant.adc import readout_noise, readouts, set_readout_noise
 
 
 def step_loss(
@@ -107,11 +107,9 @@ class PhaseModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._set_noise(False)
         if self.select_noise is not None:
-            # seeded generators made once per epoch (the same draws every epoch); the noise
-            # itself is switched on for the noisy pass of each batch only
-            set_readout_noise(self.model, self.select_noise, seed=self.select_seed)
-            for r in readouts(self.model):
-                r.noise = None
+            # seeded generators made once per epoch (the same draws every epoch), noise off:
+            # `_chip_step` switches it on for the noisy pass of each batch only
+            set_readout_noise(self.model, None, seed=self.select_seed)
 
     def on_validation_epoch_end(self) -> None:
         if self.select_noise is not None:
@@ -162,14 +160,8 @@ class PhaseModule(L.LightningModule):
 
     def _chip_step(self, batch: tuple[Tensor, Tensor]) -> None:
         """Validation accuracy of one seeded draw of the deployment noise (`select_under`)."""
-        found = readouts(self.model)
-        for r in found:
-            r.noise = self.select_noise
-        try:
+        with readout_noise(self.model, self.select_noise):
             logits = self.model(batch[0])
-        finally:
-            for r in found:
-                r.noise = None
         self.val_acc_chip(logits, batch[1])
         self.log("val/acc_chip", self.val_acc_chip, prog_bar=True)
 

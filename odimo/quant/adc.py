@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -414,6 +416,21 @@ def readouts(model: nn.Module) -> list[AnalogReadout]:
     return [m for m in model.modules() if isinstance(m, AnalogReadout)]
 
 
+@contextmanager
+def readout_noise(model: nn.Module, noise: NoiseConfig | None) -> Iterator[None]:
+    """Every read-out of `model` reads out with `noise` (None = noiseless) inside the block,
+    drawing from the generators it has (`set_readout_noise`); each read-out's own noise is
+    restored after."""
+    saved = [(r, r.noise) for r in readouts(model)]
+    for r, _ in saved:
+        r.noise = noise
+    try:
+        yield
+    finally:
+        for r, old in saved:
+            r.noise = old
+
+
 @torch.no_grad()
 def calibrate_readouts(model: nn.Module, batch: Tensor, keep_calibrated: bool = False) -> int:
     """Set every read-out's gain from one batch (eval-mode, noiseless forward, layer by layer:
@@ -426,16 +443,12 @@ def calibrate_readouts(model: nn.Module, batch: Tensor, keep_calibrated: bool = 
         r.reset()
     if found:
         was = model.training
-        saved = [(r, r.noise) for r in readouts(model)]
-        for r, _ in saved:
-            r.noise = None
         try:
-            model.eval()
-            model(batch)
+            with readout_noise(model, None):
+                model.eval()
+                model(batch)
         finally:
             model.train(was)
-            for r, noise in saved:
-                r.noise = noise
     return len(found)
 
 
