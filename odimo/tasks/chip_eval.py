@@ -11,6 +11,11 @@ each σ of `sigmas` (mean ± std over `draws` seeded draws) on the first `images
 was written with the same settings is read, not evaluated again, unless `force=true`), then one
 row per run in `<sweep>/chip_eval.csv` and a table on screen, cheapest first: the table of
 docs/chip.md in one command.
+
+`reference_dir=<sweep>` (with `sweep_dir`): a sweep of the same networks and seeds trained with
+exact sums, evaluated the same way; per network and σ, how much of the read-out's accuracy drop
+the chip-aware runs of `sweep_dir` win back over the reference's (`odimo.analysis.recovery`),
+± one standard error over seeds, in `<sweep>/chip_recovery.csv` and on screen.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from odimo.analysis.sweep import scan_sweep
+from odimo.analysis.recovery import COLUMNS as RECOVERY_COLUMNS
+from odimo.analysis.recovery import format_rows, recovery_rows
+from odimo.analysis.sweep import job_label, scan_sweep
 from odimo.errors import ConfigError
 from odimo.export.run import load_run_config
 from odimo.hw import get_platform, with_analog
@@ -50,8 +57,16 @@ def run(cfg: DictConfig) -> dict:
         raise ConfigError(f"platform {chip.name!r} has no analog read-out (platform.analog.adc)")
     if str(cfg.split) not in ("val", "test"):
         raise ConfigError(f"split must be val or test, got {cfg.split!r}")
+    reference_dir = cfg.get("reference_dir")
     if sweep_dir not in (None, ""):
-        return evaluate_sweep(Path(str(sweep_dir)), cfg, chip)
+        result = evaluate_sweep(Path(str(sweep_dir)), cfg, chip)
+        if reference_dir not in (None, ""):
+            result["recovery"] = compare(
+                Path(str(sweep_dir)), result, Path(str(reference_dir)), cfg, chip
+            )
+        return result
+    if reference_dir not in (None, ""):
+        raise ConfigError("reference_dir=<sweep> compares two sweeps: give sweep_dir=<sweep> too")
     result = evaluate_run(Path(str(run_dir)), cfg, chip)
     print_run(result)
     return result
@@ -145,14 +160,43 @@ def evaluate_sweep(sweep_dir: Path, cfg: DictConfig, chip) -> dict:
     return {"sweep_dir": str(sweep_dir), "runs": records, "settings": wanted}
 
 
+def compare(sweep_dir: Path, ours: dict, reference_dir: Path, cfg: DictConfig, chip) -> list[dict]:
+    """The recovery table of `sweep_dir`'s chip-aware runs against `reference_dir`'s exact-sum
+    runs of the same networks and seeds; writes `<sweep>/chip_recovery.csv`."""
+    theirs = evaluate_sweep(reference_dir, cfg, chip)
+    aware = [r for r in ours["runs"] if r["trained_with_adc"]]
+    exact = [r for r in theirs["runs"] if not r["trained_with_adc"]]
+    try:
+        rows = recovery_rows(aware, exact)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if not rows:
+        raise ConfigError(
+            f"no chip-aware run of {sweep_dir} has an exact-sum run of the same network, model, "
+            f"dataset and seed in {reference_dir}: train the reference with "
+            "platform.analog.adc=null and the same overrides"
+        )
+    write_records_csv(sweep_dir / "chip_recovery.csv", list(RECOVERY_COLUMNS), rows)
+    print(f"recovery of the read-out's drop, chip-aware ({sweep_dir.name}) vs exact sums "
+          f"({reference_dir.name}); ± one standard error over seeds")  # fmt: skip
+    print("\n".join(format_rows(rows)))
+    print(f"wrote {sweep_dir / 'chip_recovery.csv'} ({len(rows)} rows)")
+    return rows
+
+
 def _finite(value: float) -> float:
     return value if isinstance(value, float) and math.isfinite(value) else math.inf
 
 
 def sweep_record(job: dict, result: dict, reused: bool) -> dict[str, Any]:
     """One CSV row: the run, its cost, and its accuracies (fractions) under the chip model."""
+    seed = job.get("seed", math.nan)
     record = {
         "label": job["label"],
+        "network": job_label(job),
+        "model": job.get("model"),
+        "dataset": job.get("dataset"),
+        "seed": int(seed) if isinstance(seed, float) and math.isfinite(seed) else None,
         "latency_ms": job["final/cost/latency_hard_ms"],
         "energy_uj": job["final/cost/energy_hard_uj"],
         "analog_frac": job["final/arch/cheap_frac"],

@@ -81,7 +81,8 @@ def test_ideal_arithmetic_and_noise_without_adc(tmp_path) -> None:
 
 
 def _chip_eval_cfg(**keys) -> OmegaConf:
-    base = {"run_dir": None, "sweep_dir": None, "force": False, "platform": "diana",
+    base = {"run_dir": None, "sweep_dir": None, "reference_dir": None, "force": False,
+            "platform": "diana",
             "sigmas": [0, 1], "draws": 2, "seed": 0, "split": "test", "images": None,
             "threads": None}  # fmt: skip
     return OmegaConf.create({**base, **keys})
@@ -117,6 +118,23 @@ def test_chip_eval_of_a_sweep_tabulates_every_run_and_reuses_matching_results(tm
     assert not any(r["reused"] for r in more["runs"])
     forced = chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), draws=3, force=True))
     assert not any(r["reused"] for r in forced["runs"])
+    # reference_dir: the chip-aware run against the exact-sum one of the same seed (here both
+    # in one sweep): drop and gain from their own rows, one row per σ, a CSV
+    compared = chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), reference_dir=str(sweep), draws=3))
+    runs = {Path(r["run_dir"]).name: r for r in compared["runs"]}
+    assert all(r["reused"] for r in compared["runs"])
+    assert [(r["network"], r["sigma_lsb"]) for r in compared["recovery"]] == [
+        ("all_analog", 0.0), ("all_analog", 1.0)]  # fmt: skip
+    at1 = compared["recovery"][1]
+    exact_chip, aware_chip = runs["exact"]["sigma_1_mean"], runs["aware"]["sigma_1_mean"]
+    assert at1["drop_pt"] == pytest.approx(100 * (runs["exact"]["ideal"] - exact_chip))
+    assert at1["gain_pt"] == pytest.approx(100 * (aware_chip - exact_chip))
+    with open(sweep / "chip_recovery.csv", newline="") as f:
+        assert [row["sigma_lsb"] for row in csv.DictReader(f)] == ["0.0", "1.0"]
+    with pytest.raises(ConfigError, match="give sweep_dir=<sweep> too"):
+        chip_eval(_chip_eval_cfg(run_dir=str(sweep / "aware"), reference_dir=str(sweep)))
+    with pytest.raises(ConfigError, match="no chip-aware run of .* has an exact-sum run"):
+        chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), reference_dir=str(sweep / "aware"), draws=3))
     with pytest.raises(ConfigError, match="exactly one of run_dir"):
         chip_eval(_chip_eval_cfg(sweep_dir=str(sweep), run_dir=str(sweep / "aware")))
     with pytest.raises(ConfigError, match="holds no finished run"):
