@@ -163,6 +163,8 @@ def evaluate_sweep(sweep_dir: Path, cfg: DictConfig, chip) -> dict:
 def compare(sweep_dir: Path, ours: dict, reference_dir: Path, cfg: DictConfig, chip) -> list[dict]:
     """The recovery table of `sweep_dir`'s chip-aware runs against `reference_dir`'s exact-sum
     runs of the same networks and seeds; writes `<sweep>/chip_recovery.csv`."""
+    if not reference_dir.is_dir():
+        raise ConfigError(f"reference_dir {reference_dir} is not a directory")
     theirs = evaluate_sweep(reference_dir, cfg, chip)
     aware = [r for r in ours["runs"] if r["trained_with_adc"]]
     exact = [r for r in theirs["runs"] if not r["trained_with_adc"]]

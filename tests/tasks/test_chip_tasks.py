@@ -131,6 +131,10 @@ def test_chip_eval_of_a_sweep_tabulates_every_run_and_reuses_matching_results(tm
     assert at1["gain_pt"] == pytest.approx(100 * (aware_chip - exact_chip))
     with open(sweep / "chip_recovery.csv", newline="") as f:
         assert [row["sigma_lsb"] for row in csv.DictReader(f)] == ["0.0", "1.0"]
+    with pytest.raises(ConfigError, match="reference_dir .*nope is not a directory"):
+        chip_eval(
+            _chip_eval_cfg(sweep_dir=str(sweep), reference_dir=str(tmp_path / "nope"), draws=3)
+        )
     with pytest.raises(ConfigError, match="give sweep_dir=<sweep> too"):
         chip_eval(_chip_eval_cfg(run_dir=str(sweep / "aware"), reference_dir=str(sweep)))
     with pytest.raises(ConfigError, match="no chip-aware run of .* has an exact-sum run"):
