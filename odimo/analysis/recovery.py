@@ -80,9 +80,9 @@ def recovery_rows(
         if not seeds:
             continue
         refs = theirs[key]
+        ideal = fmean(refs[s]["ideal"] for s in seeds)
         for sigma in sigmas_of(runs[seeds[0]]):
             column = f"sigma_{sigma:g}_mean"
-            ideal = fmean(refs[s]["ideal"] for s in seeds)
             ref_chip = fmean(refs[s][column] for s in seeds)
             gains = [runs[s][column] - refs[s][column] for s in seeds]
             drop, gain = ideal - ref_chip, fmean(gains)

@@ -135,10 +135,11 @@ def _stored(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
     return stored if isinstance(stored, dict) and stored.get("settings") == wanted else None
 
 
-def evaluate_sweep(sweep_dir: Path, cfg: DictConfig, chip) -> dict:
-    """Every finished run of a sweep on `chip`; `<sweep>/chip_eval.csv`, one row per run."""
+def evaluate_sweep(sweep_dir: Path, cfg: DictConfig, chip, key: str = "sweep_dir") -> dict:
+    """Every finished run of a sweep on `chip`; `<sweep>/chip_eval.csv`, one row per run (`key`:
+    the config key that gave the sweep, named in errors)."""
     if not sweep_dir.is_dir():
-        raise ConfigError(f"sweep_dir {sweep_dir} is not a directory")
+        raise ConfigError(f"{key} {sweep_dir} is not a directory")
     scan = scan_sweep(sweep_dir)
     jobs = [j for j in scan.jobs if (Path(j["job_dir"]) / "final" / "model.pt").is_file()]
     if not jobs:
@@ -163,9 +164,7 @@ def evaluate_sweep(sweep_dir: Path, cfg: DictConfig, chip) -> dict:
 def compare(sweep_dir: Path, ours: dict, reference_dir: Path, cfg: DictConfig, chip) -> list[dict]:
     """The recovery table of `sweep_dir`'s chip-aware runs against `reference_dir`'s exact-sum
     runs of the same networks and seeds; writes `<sweep>/chip_recovery.csv`."""
-    if not reference_dir.is_dir():
-        raise ConfigError(f"reference_dir {reference_dir} is not a directory")
-    theirs = evaluate_sweep(reference_dir, cfg, chip)
+    theirs = evaluate_sweep(reference_dir, cfg, chip, key="reference_dir")
     aware = [r for r in ours["runs"] if r["trained_with_adc"]]
     exact = [r for r in theirs["runs"] if not r["trained_with_adc"]]
     try:
