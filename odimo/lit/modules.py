@@ -7,8 +7,6 @@ benchmark measures exactly what training runs.
 
 from __future__ import annotations
 
-import math
-
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
@@ -67,12 +65,6 @@ class PhaseModule(L.LightningModule):
         #: Training batches between re-fits of the read-out gains (`train.recalibrate_every`;
         #: 0: a gain once set is kept). The first batch of the phase always re-fits them.
         self.recalibrate_every = 0
-        #: Share of the phase's training batches during which those re-fits happen
-        #: (`train.recalibrate_until`, in (0, 1]); the rest of the phase trains on the gains
-        #: then set, the ones it deploys (as QAT freezes its quantizer ranges late).
-        self.recalibrate_until = 1.0
-        #: Batches from the phase's start with re-fits (None: all); set when fitting starts.
-        self._refit_batches: int | None = None
         self._batches = 0
         #: Deployment read-out noise the best checkpoint is chosen under
         #: (`train.select_under_noise`): validation also runs under one seeded draw of it,
@@ -96,22 +88,8 @@ class PhaseModule(L.LightningModule):
             set_readout_noise(self.model, self.train_noise if on else None)
             self._noise_on = on
 
-    def on_train_start(self) -> None:
-        self._refit_batches = None
-        if self.recalibrate_until < 1.0:
-            total = self.trainer.num_training_batches * max(int(self.trainer.max_epochs or 0), 0)
-            if math.isfinite(total) and total > 0:
-                self._refit_batches = max(1, math.ceil(self.recalibrate_until * total))
-
-    def refits_now(self) -> bool:
-        """Whether this training batch re-fits the read-out gains: every `recalibrate_every`
-        batches from the phase's first, until the `recalibrate_until` share of the phase."""
-        if self.recalibrate_every <= 0 or self._batches % self.recalibrate_every:
-            return False
-        return self._refit_batches is None or self._batches < self._refit_batches
-
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        if self.refits_now():
+        if self.recalibrate_every > 0 and self._batches % self.recalibrate_every == 0:
             # the weights moved since the gains were set: this batch's forward re-fits them,
             # layer by layer, from its own partial sums (no extra pass)
             for r in readouts(self.model):

@@ -186,7 +186,7 @@ def search(
         polarization=float(s.get("polarization", 0.0)),
     )
     module.train_noise = training_noise(cfg, platform)
-    module.recalibrate_every, module.recalibrate_until = recalibration(cfg)
+    module.recalibrate_every = recalibration(cfg)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
@@ -259,21 +259,14 @@ def selection_noise(cfg: DictConfig, platform) -> NoiseConfig | None:
     return platform.analog.noise
 
 
-def recalibration(cfg: DictConfig) -> tuple[int, float]:
-    """`train.recalibrate_every`: training batches between re-fits of the read-out gains;
-    `train.recalibrate_until`: the share of each phase's batches during which they happen."""
-    train = cfg.get("train") or {}
-    every = train.get("recalibrate_every", 0)
+def recalibration(cfg: DictConfig) -> int:
+    """`train.recalibrate_every`: training batches between re-fits of the read-out gains."""
+    every = (cfg.get("train") or {}).get("recalibrate_every", 0)
     if not isinstance(every, int) or isinstance(every, bool) or every < 0:
         raise ConfigError(
             f"train.recalibrate_every must be an int >= 0 (batches; 0 = never), got {every!r}"
         )
-    until = train.get("recalibrate_until", 1.0)
-    if isinstance(until, bool) or not isinstance(until, (int, float)) or not 0 < until <= 1:
-        raise ConfigError(
-            f"train.recalibrate_until must be a share of the phase in (0, 1], got {until!r}"
-        )
-    return every, float(until)
+    return every
 
 
 def train_mapped(
@@ -286,7 +279,7 @@ def train_mapped(
     )
     platform = get_platform(cfg.platform)
     module.train_noise = training_noise(cfg, platform)
-    module.recalibrate_every, module.recalibrate_until = recalibration(cfg)
+    module.recalibrate_every = recalibration(cfg)
     module.select_under(selection_noise(cfg, platform), SELECT_SEED)
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)

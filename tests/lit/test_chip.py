@@ -102,34 +102,6 @@ def test_training_refits_the_gains_every_n_batches(every: int) -> None:
         assert seen == [_gains(expected["dark"])] * 2 + [_gains(expected["other"])]
 
 
-def test_refits_stop_after_their_share_of_the_phase() -> None:
-    """`train.recalibrate_until`: re-fits only in that share of the phase's batches (epochs x
-    batches per epoch, rounded up); the rest of the phase keeps the gains last fitted."""
-    from types import SimpleNamespace
-
-    model = chip_mapped("res20", "analog").train()
-    module = FinetuneModule(model, 10, {})
-    module.recalibrate_every, module.recalibrate_until = 1, 0.3
-    module.trainer = SimpleNamespace(num_training_batches=3, max_epochs=2)  # 6 batches
-    module.on_train_start()
-    dark, other = inputs("res20", 8, seed=3) / 4, inputs("res20", 8, seed=5)
-    expected = copy.deepcopy(model)
-    calibrate_readouts(expected, other)
-    seen = []
-    for i, x in enumerate([dark, other, dark, dark, other, dark]):
-        module.on_train_batch_start((x, None), i)
-        model(x)
-        seen.append(_gains(model))
-    # re-fits at batches 0 and 1 (ceil(0.3 x 6) = 2), then batch 1's gains to the end
-    assert seen[1] == _gains(expected) != seen[0]
-    assert seen[2:] == [seen[1]] * 4
-    module.recalibrate_until = 1.0  # the default: every batch of the phase re-fits
-    module.on_train_start()
-    module.on_train_batch_start((dark, None), 6)
-    model(dark)
-    assert _gains(model) == seen[0]
-
-
 def test_selection_under_noise_validates_one_seeded_draw_beside_the_noiseless_read_out() -> None:
     """`select_under`: validation logs `val/acc_hard` noiseless and `val/acc_chip` under one
     seeded draw of the deployment noise (the draw of `set_readout_noise(..., seed)`, the same
