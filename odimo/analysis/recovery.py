@@ -29,6 +29,7 @@ COLUMNS = (
     "model",
     "dataset",
     "sigma_lsb",
+    "noise_snr",
     "seeds",
     "ideal",
     "reference_chip",
@@ -58,6 +59,17 @@ def _by_seed(records: list[dict[str, Any]], what: str) -> dict[tuple, dict[Any, 
     return groups
 
 
+def noise_label(sigma: float, snr: float = 0.0) -> str:
+    """The name of a σ column of a chip table: `σ=<σ>` (additive noise in LSB; σ = 0 the
+    noiseless ADC), or `snr=<snr>` where the platform's noise is relative (σ = |p|/snr, the σ
+    given only switches it on).
+
+    >>> noise_label(0.5), noise_label(0, 25), noise_label(1, 25)
+    ('σ=0.5', 'σ=0', 'snr=25')
+    """
+    return f"snr={snr:g}" if sigma and snr > 0 else f"σ={sigma:g}"
+
+
 def sigmas_of(record: dict[str, Any]) -> list[float]:
     """The σ of a chip_eval record's `sigma_<σ>_mean` columns, in their order."""
     found = (re.fullmatch(r"sigma_(.+)_mean", key) for key in record)
@@ -70,8 +82,9 @@ def recovery_rows(
     """One row per network and σ of the chip-aware records that the reference has seeds of.
 
     Records are `chip_eval` rows (`network`, `model`, `dataset`, `seed`, `ideal`,
-    `sigma_<σ>_mean`, fractions); accuracies in the rows are fractions, drop and gain in
-    percentage points. A network the reference lacks (no common seed) has no row.
+    `sigma_<σ>_mean`, fractions; `noise_snr` > 0 where the noise was relative); accuracies
+    in the rows are fractions, drop and gain in percentage points. A network the reference
+    lacks (no common seed) has no row.
     """
     ours, theirs = _by_seed(aware, "the chip-aware sweep"), _by_seed(reference, "the reference")
     rows = []
@@ -93,6 +106,7 @@ def recovery_rows(
                     "model": key[1],
                     "dataset": key[2],
                     "sigma_lsb": sigma,
+                    "noise_snr": float(runs[seeds[0]].get("noise_snr") or 0.0),
                     "seeds": " ".join(str(s) for s in seeds),
                     "ideal": ideal,
                     "reference_chip": ref_chip,
@@ -111,7 +125,7 @@ def format_rows(rows: list[dict[str, Any]]) -> list[str]:
     """The recovery table as text lines (percent; ± one standard error over seeds)."""
     width = max([len("network"), *(len(r["network"]) for r in rows)])
     lines = [
-        f"{'network':<{width}}  {'σ':>4}  {'seeds':<12}  {'ideal':>6}  {'exact':>6}  "
+        f"{'network':<{width}}  {'noise':>6}  {'seeds':<12}  {'ideal':>6}  {'exact':>6}  "
         f"{'aware':>6}  {'drop pt':>7}  {'gain pt':>13}  {'recovery':>12}"
     ]
     for r in rows:
@@ -122,7 +136,8 @@ def format_rows(rows: list[dict[str, Any]]) -> list[str]:
         if not math.isnan(r["gain_se_pt"]):
             gain += f" ± {r['gain_se_pt']:.2f}"
         lines.append(
-            f"{r['network']:<{width}}  {r['sigma_lsb']:>4g}  {r['seeds']:<12}  "
+            f"{r['network']:<{width}}  {noise_label(r['sigma_lsb'], r['noise_snr']):>6}  "
+            f"{r['seeds']:<12}  "
             f"{100 * r['ideal']:>6.2f}  {100 * r['reference_chip']:>6.2f}  "
             f"{100 * r['aware_chip']:>6.2f}  {r['drop_pt']:>7.2f}  {gain:>13}  {recovery:>12}"
         )

@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from odimo.analysis.recovery import COLUMNS as RECOVERY_COLUMNS
-from odimo.analysis.recovery import format_rows, recovery_rows
+from odimo.analysis.recovery import format_rows, noise_label, recovery_rows
 from odimo.analysis.sweep import job_label, scan_sweep
 from odimo.errors import ConfigError
 from odimo.export.run import load_run_config
@@ -120,9 +120,18 @@ def print_run(result: dict) -> None:
     """The per-σ lines of one run."""
     print(f"{result['run_dir']}: {result['split']} ({result['images']} images), ideal "
           f"{100 * result['ideal_acc']:.2f} %")  # fmt: skip
+    snr = _snr(result)
     for row in result["chip"]:
-        print(f"  σ = {row['sigma_lsb']:g} LSB: {100 * row['mean']:.2f} ± "
+        label = noise_label(row["sigma_lsb"], snr)
+        unit = "" if label.startswith("snr") else " LSB"
+        print(f"  {label}{unit}: {100 * row['mean']:.2f} ± "
               f"{100 * row['std']:.2f} % ({row['draws']} draws)")  # fmt: skip
+
+
+def _snr(result: dict) -> float:
+    """The relative-noise SNR a chip_eval result was evaluated at (0: additive σ in LSB)."""
+    noise = (result.get("settings", {}).get("analog") or {}).get("noise") or {}
+    return float(noise.get("snr") or 0.0)
 
 
 def _stored(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
@@ -204,6 +213,7 @@ def sweep_record(job: dict, result: dict, reused: bool) -> dict[str, Any]:
         "trained_with_adc": result["trained_with_adc"],
         "images": result["images"],
         "ideal": result["ideal_acc"],
+        "noise_snr": _snr(result),
     }
     for row in result["chip"]:
         sigma = f"{row['sigma_lsb']:g}"
@@ -217,10 +227,11 @@ def sweep_record(job: dict, result: dict, reused: bool) -> dict[str, Any]:
 def print_sweep(records: list[dict[str, Any]], wanted: dict[str, Any]) -> None:
     """The sweep's table: label, latency, how it was trained, ideal and each σ (percent)."""
     sigmas = [f"{s:g}" for s in wanted["sigmas"]]
+    snr = _snr({"settings": wanted})
     width = max(len("label"), *(len(r["label"]) for r in records))
     head = f"{'label':<{width}}  {'lat ms':>8}  {'trained':>10}  {'ideal':>6}"
     print(f"{wanted['split']}, {records[0]['images']} images, {wanted['draws']} draws per σ > 0")
-    print(head + "".join(f"  {'σ=' + s:>14}" for s in sigmas))
+    print(head + "".join(f"  {noise_label(float(s), snr):>14}" for s in sigmas))
     for r in records:
         trained = "chip-aware" if r["trained_with_adc"] else "exact sums"
         line = f"{r['label']:<{width}}  {r['latency_ms']:>8.4f}  {trained:>10}  "

@@ -88,7 +88,9 @@ def _chip_eval_cfg(**keys) -> OmegaConf:
     return OmegaConf.create({**base, **keys})
 
 
-def test_chip_eval_of_a_sweep_tabulates_every_run_and_reuses_matching_results(tmp_path) -> None:
+def test_chip_eval_of_a_sweep_tabulates_every_run_and_reuses_matching_results(
+    tmp_path, capsys
+) -> None:
     """sweep_dir=: one row per finished run in <sweep>/chip_eval.csv; σ = 0 of a chip-aware run
     and the ideal accuracy of an exact-sum run equal their training's own final evaluation; a
     second call reads the stored results, other settings or force=true evaluate again."""
@@ -131,6 +133,21 @@ def test_chip_eval_of_a_sweep_tabulates_every_run_and_reuses_matching_results(tm
     assert at1["gain_pt"] == pytest.approx(100 * (aware_chip - exact_chip))
     with open(sweep / "chip_recovery.csv", newline="") as f:
         assert [row["sigma_lsb"] for row in csv.DictReader(f)] == ["0.0", "1.0"]
+    # DIANA's relative noise (σ = |p|/snr): the σ = 1 column is labelled by its snr
+    from odimo.hw.config import PLATFORM_CONF_DIR
+
+    relative = OmegaConf.load(PLATFORM_CONF_DIR / "diana.yaml")
+    relative.analog.noise.snr = 25
+    capsys.readouterr()
+    snr = chip_eval(
+        _chip_eval_cfg(sweep_dir=str(sweep), reference_dir=str(sweep), draws=3, platform=relative)
+    )
+    assert [r["noise_snr"] for r in snr["runs"]] == [25.0, 25.0]
+    assert [(r["sigma_lsb"], r["noise_snr"]) for r in snr["recovery"]] == [(0, 25), (1, 25)]
+    assert snr["runs"][0]["sigma_1_mean"] != compared["runs"][0]["sigma_1_mean"]
+    shown = capsys.readouterr().out
+    assert "snr=25" in shown and "σ=1" not in shown and "σ=0" in shown
+    assert {r["noise_snr"] for r in compared["runs"]} == {0.0}  # additive: σ in LSB
     with pytest.raises(ConfigError, match="reference_dir .*nope is not a directory"):
         chip_eval(
             _chip_eval_cfg(sweep_dir=str(sweep), reference_dir=str(tmp_path / "nope"), draws=3)
