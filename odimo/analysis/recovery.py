@@ -59,15 +59,17 @@ def _by_seed(records: list[dict[str, Any]], what: str) -> dict[tuple, dict[Any, 
     return groups
 
 
-def noise_label(sigma: float, snr: float = 0.0) -> str:
-    """The name of a σ column of a chip table: `σ=<σ>` (additive noise in LSB; σ = 0 the
-    noiseless ADC), or `snr=<snr>` where the platform's noise is relative (σ = |p|/snr, the σ
-    given only switches it on).
+def noise_label(sigma: float, snr: float = 0.0, unit: bool = False) -> str:
+    """The name of a σ column of a chip table: `σ=<σ>` (additive noise in LSB, with `unit`
+    ` LSB` after it; σ = 0 the noiseless ADC), or `snr=<snr>` where the platform's noise is
+    relative (σ = |p|/snr, the σ given only switches it on).
 
-    >>> noise_label(0.5), noise_label(0, 25), noise_label(1, 25)
-    ('σ=0.5', 'σ=0', 'snr=25')
+    >>> noise_label(0.5), noise_label(0, 25), noise_label(1, 25), noise_label(1, unit=True)
+    ('σ=0.5', 'σ=0', 'snr=25', 'σ=1 LSB')
     """
-    return f"snr={snr:g}" if sigma and snr > 0 else f"σ={sigma:g}"
+    if sigma and snr > 0:
+        return f"snr={snr:g}"
+    return f"σ={sigma:g}" + (" LSB" if unit else "")
 
 
 def sigmas_of(record: dict[str, Any]) -> list[float]:
@@ -94,6 +96,7 @@ def recovery_rows(
             continue
         refs = theirs[key]
         ideal = fmean(refs[s]["ideal"] for s in seeds)
+        snr = float(runs[seeds[0]].get("noise_snr") or 0.0)
         for sigma in sigmas_of(runs[seeds[0]]):
             column = f"sigma_{sigma:g}_mean"
             ref_chip = fmean(refs[s][column] for s in seeds)
@@ -106,7 +109,7 @@ def recovery_rows(
                     "model": key[1],
                     "dataset": key[2],
                     "sigma_lsb": sigma,
-                    "noise_snr": float(runs[seeds[0]].get("noise_snr") or 0.0),
+                    "noise_snr": snr,
                     "seeds": " ".join(str(s) for s in seeds),
                     "ideal": ideal,
                     "reference_chip": ref_chip,

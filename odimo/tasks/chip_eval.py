@@ -120,17 +120,15 @@ def print_run(result: dict) -> None:
     """The per-σ lines of one run."""
     print(f"{result['run_dir']}: {result['split']} ({result['images']} images), ideal "
           f"{100 * result['ideal_acc']:.2f} %")  # fmt: skip
-    snr = _snr(result)
+    snr = _snr(result["settings"])
     for row in result["chip"]:
-        label = noise_label(row["sigma_lsb"], snr)
-        unit = "" if label.startswith("snr") else " LSB"
-        print(f"  {label}{unit}: {100 * row['mean']:.2f} ± "
+        print(f"  {noise_label(row['sigma_lsb'], snr, unit=True)}: {100 * row['mean']:.2f} ± "
               f"{100 * row['std']:.2f} % ({row['draws']} draws)")  # fmt: skip
 
 
-def _snr(result: dict) -> float:
-    """The relative-noise SNR a chip_eval result was evaluated at (0: additive σ in LSB)."""
-    noise = (result.get("settings", {}).get("analog") or {}).get("noise") or {}
+def _snr(settings: dict[str, Any]) -> float:
+    """The relative-noise SNR of chip_eval `settings` (0: additive σ in LSB)."""
+    noise = (settings.get("analog") or {}).get("noise") or {}
     return float(noise.get("snr") or 0.0)
 
 
@@ -213,7 +211,7 @@ def sweep_record(job: dict, result: dict, reused: bool) -> dict[str, Any]:
         "trained_with_adc": result["trained_with_adc"],
         "images": result["images"],
         "ideal": result["ideal_acc"],
-        "noise_snr": _snr(result),
+        "noise_snr": _snr(result["settings"]),
     }
     for row in result["chip"]:
         sigma = f"{row['sigma_lsb']:g}"
@@ -227,7 +225,7 @@ def sweep_record(job: dict, result: dict, reused: bool) -> dict[str, Any]:
 def print_sweep(records: list[dict[str, Any]], wanted: dict[str, Any]) -> None:
     """The sweep's table: label, latency, how it was trained, ideal and each σ (percent)."""
     sigmas = [f"{s:g}" for s in wanted["sigmas"]]
-    snr = _snr({"settings": wanted})
+    snr = _snr(wanted)
     width = max(len("label"), *(len(r["label"]) for r in records))
     head = f"{'label':<{width}}  {'lat ms':>8}  {'trained':>10}  {'ideal':>6}"
     print(f"{wanted['split']}, {records[0]['images']} images, {wanted['draws']} draws per σ > 0")
