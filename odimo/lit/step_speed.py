@@ -15,15 +15,19 @@ One process builds the same architecture three times:
 
 One step is exactly what training runs per batch: `module.losses(batch)` (the loss of
 `training_step`), `backward()`, `optimizer.step()`, `optimizer.zero_grad(set_to_none=True)`, on
-one fixed random batch already on the device. The variants are timed interleaved (one block of
-steps of each in turn, repeated), so that load from other processes hits all of them alike; the
-reported throughput is the median over blocks. A fourth timed item is the vectorised cost alone
-(`regularizer(network)` forward + backward), reported relative to the float step (`cost_ratio`).
+one fixed random batch already on the device. The variants are timed interleaved: in each of
+`ROUNDS` rounds every variant runs one block of steps, in a new seeded random order per round,
+so that load from other processes hits all of them alike instead of lining up with their order.
+The reported throughput is the median over rounds; a variant's ratio to the float step is taken
+round by round (the two blocks saw the same load), then the median. One more timed item is the
+vectorised cost alone (`regularizer(network)` forward + backward), reported the same way
+relative to the float step (`cost_ratio`).
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -65,6 +69,8 @@ OPTIM = {
 }
 
 VARIANTS = ("float", "search", "finetune")
+#: Rounds of the interleaved timing (fewer when there are fewer steps than rounds).
+ROUNDS = 10
 #: The search and fine-tune steps through the analog read-out (see the module doc).
 CHIP_VARIANTS = ("search_chip", "finetune_chip")
 
@@ -184,27 +190,37 @@ def try_compile(variants: dict[str, Variant], batch) -> list[str]:
 
 
 def time_interleaved(
-    items: dict[str, Callable[[], None]], steps: int, warmup: int, sync: Callable[[], None]
+    items: dict[str, Callable[[], None]],
+    steps: int,
+    warmup: int,
+    sync: Callable[[], None],
+    seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Seconds per step of each item: `warmup` untimed steps each, then round-robin blocks.
+    """Seconds per step of each item: `warmup` untimed steps each, then rounds of one block of
+    steps per item (at least `steps` per item in all, in at most `ROUNDS` rounds), the items in a
+    new seeded random order every round.
 
-    Returns, per item, the mean seconds per step of every block (one value per block).
+    Returns, per item, the mean seconds per step of its block in every round: index r is round
+    r for every item, so two items' values at r saw the same stretch of the host's load.
     """
     for fn in items.values():
         for _ in range(warmup):
             fn()
     sync()
-    block = max(1, steps // 5)
-    blocks = math.ceil(steps / block)
+    block = math.ceil(steps / ROUNDS)
+    rounds = math.ceil(steps / block)
+    rng = random.Random(seed)
     out: dict[str, list[float]] = {k: [] for k in items}
-    for _ in range(blocks):
-        for name, fn in items.items():
+    for _ in range(rounds):
+        for name in rng.sample(list(items), len(items)):
+            fn = items[name]
             sync()
-            start = time.perf_counter()
+            start = clock()
             for _ in range(block):
                 fn()
             sync()
-            out[name].append((time.perf_counter() - start) / block)
+            out[name].append((clock() - start) / block)
     return out
 
 
@@ -240,11 +256,20 @@ def time_steps(
 
 
 def step_speeds(seconds: dict[str, list[float]], batch_size: int) -> dict[str, float]:
-    """Median img/s of each variant and the cost step's median ratio to a float step.
+    """Median img/s of each variant, each variant's ratio to the float step (`<name>_ratio`,
+    throughput over the float one) and the cost step's ratio of times to a float step.
 
-    Ratios are taken block by block (both items saw the same load), then the median.
+    Ratios are taken round by round (both blocks saw the same load), then the median: drift of
+    the load between rounds then moves both and cancels, where a ratio of two medians would
+    compare blocks from different rounds.
     """
     names = [n for n in (*VARIANTS, *CHIP_VARIANTS) if n in seconds]
     img_s = {n: statistics.median(batch_size / s for s in seconds[n]) for n in names}
-    cost_ratio = statistics.median(c / f for c, f in zip(seconds["cost"], seconds["float"]))
-    return {**{f"{n}_img_s": v for n, v in img_s.items()}, "cost_ratio": cost_ratio}
+    floats = seconds["float"]
+    ratios = {n: statistics.median(f / s for f, s in zip(floats, seconds[n])) for n in names}
+    cost_ratio = statistics.median(c / f for c, f in zip(seconds["cost"], floats))
+    return {
+        **{f"{n}_img_s": v for n, v in img_s.items()},
+        **{f"{n}_ratio": v for n, v in ratios.items()},
+        "cost_ratio": cost_ratio,
+    }

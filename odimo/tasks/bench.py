@@ -53,7 +53,7 @@ def _print_table(label: str, batch_size: int, device, steps: int, seconds, speed
     """The header line and the table: img/s, ms/step and the ratio to a float step."""
     names = [n for n in (*VARIANTS, *CHIP_VARIANTS) if f"{n}_img_s" in speeds]
     img_s = {n: speeds[f"{n}_img_s"] for n in names}
-    rows = [(n, img_s[n], 1e3 * batch_size / img_s[n], img_s[n] / img_s["float"]) for n in names]
+    rows = [(n, img_s[n], 1e3 * batch_size / img_s[n], speeds[f"{n}_ratio"]) for n in names]
     rows.append(("cost", None, 1e3 * statistics.median(seconds["cost"]), speeds["cost_ratio"]))
     print(
         f"{label} batch {batch_size} on {device.type}, "
@@ -73,16 +73,13 @@ def _spec(cfg: DictConfig):
     return resolve_spec(name, cfg.get("input_size"), cfg.get("num_classes"), options)
 
 
-def _result(img_s, names, cost_ratio, device, spec, batch_size: int, steps: int) -> dict:
-    """The JSON line of the benchmark: throughputs, ratios to the float step, the setting."""
+def _result(speeds: dict, names, device, spec, batch_size: int, steps: int) -> dict:
+    """The JSON line of the benchmark: throughputs, ratios to the float step (round by round,
+    `step_speeds`), the setting."""
     return {
-        "float_img_s": round(img_s["float"], 2),
-        "search_img_s": round(img_s["search"], 2),
-        "finetune_img_s": round(img_s["finetune"], 2),
-        "search_ratio": round(img_s["search"] / img_s["float"], 4),
-        "finetune_ratio": round(img_s["finetune"] / img_s["float"], 4),
-        **{f"{n}_ratio": round(img_s[n] / img_s["float"], 4) for n in names[len(VARIANTS) :]},
-        "cost_ratio": round(cost_ratio, 5),
+        **{f"{n}_img_s": round(speeds[f"{n}_img_s"], 2) for n in VARIANTS},
+        **{f"{n}_ratio": round(speeds[f"{n}_ratio"], 4) for n in names if n != "float"},
+        "cost_ratio": round(speeds["cost_ratio"], 5),
         "device": device.type,
         "model": spec.name,
         "input_size": list(spec.input_size),
@@ -135,11 +132,9 @@ def run(cfg: DictConfig) -> dict:
         print(note)
 
     speeds = step_speeds(seconds, batch_size)
-    img_s = {n: speeds[f"{n}_img_s"] for n in names}
-    cost_ratio = speeds["cost_ratio"]
     _print_table(f"{spec.name} {list(spec.input_size)}", batch_size, device, steps, seconds, speeds)
 
-    result = _result(img_s, names, cost_ratio, device, spec, batch_size, steps)
+    result = _result(speeds, names, device, spec, batch_size, steps)
     result.update(compile=compile_, channels_last=channels_last, sampling=sampling)
     if cfg.get("output"):
         atomic_write_text(cfg.output, json.dumps(result, indent=1) + "\n")
