@@ -16,8 +16,9 @@ One process builds the same architecture three times:
 One step is exactly what training runs per batch: `module.losses(batch)` (the loss of
 `training_step`), `backward()`, `optimizer.step()`, `optimizer.zero_grad(set_to_none=True)`, on
 one fixed random batch already on the device. The variants are timed interleaved: in each of
-`ROUNDS` rounds every variant runs one block of steps, in a new seeded random order per round,
-so that load from other processes hits all of them alike instead of lining up with their order.
+up to `ROUNDS` rounds every variant runs one block of steps, in a new seeded random order per
+round, so that load from other processes hits all of them alike instead of lining up with
+their order.
 The reported throughput is the median over rounds; a variant's ratio to the float step is taken
 round by round (the two blocks saw the same load), then the median. One more timed item is the
 vectorised cost alone (`regularizer(network)` forward + backward), reported the same way
