@@ -97,6 +97,10 @@ class PhaseModule(L.LightningModule):
         self._batches += 1
         self._set_noise(True)
 
+    def restart_read_out_schedule(self) -> None:
+        """The next training batch is the first of a re-fit period (it re-fits the gains)."""
+        self._batches = 0
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # a resumed phase keeps the re-fit schedule of an uninterrupted one
         checkpoint["read_out_batches"] = self._batches

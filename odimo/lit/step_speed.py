@@ -10,15 +10,20 @@ One process builds the same architecture three times:
   layers), weights and quantizers trained (`FinetuneModule`);
 - `search_chip`, `finetune_chip` (when `build_variants` gets a `chip` platform, whose analog
   core reads out through an ADC): the same two steps through the read-out
-  (`odimo.quant.adc`); the plain variants then run with exact analog sums, so one run gives
-  the ratios with the chip arithmetic on and off.
+  (`odimo.quant.adc`), its gains re-fitted every `recalibrate_every` steps as training does
+  (`train.recalibrate_every`); the plain variants then run with exact analog sums, so one run
+  gives the ratios with the chip arithmetic on and off;
+- `search_chip_noise`, `finetune_chip_noise` (the chip's deployment noise not zero): the same
+  with a fresh noise draw every step, chip-aware training (`train.noise=true`).
 
-One step is exactly what training runs per batch: `module.losses(batch)` (the loss of
+One step is exactly what training runs per batch: the module's `on_train_batch_start` (the
+gains' re-fit schedule, the training noise), `module.losses(batch)` (the loss of
 `training_step`), `backward()`, `optimizer.step()`, `optimizer.zero_grad(set_to_none=True)`, on
 one fixed random batch already on the device. The variants are timed interleaved: in each of
 up to `ROUNDS` rounds every variant runs one block of steps, in a new seeded random order per
 round, so that load from other processes hits all of them alike instead of lining up with
-their order.
+their order. Where gains are re-fitted a block is a whole number of re-fit periods, each
+starting with a re-fit, so every block carries the re-fits' cost in the share training pays.
 The reported throughput is the median over rounds; a variant's ratio to the float step is taken
 round by round (the two blocks saw the same load), then the median. One more timed item is the
 vectorised cost alone (`regularizer(network)` forward + backward), reported the same way
@@ -73,7 +78,7 @@ VARIANTS = ("float", "search", "finetune")
 #: Rounds of the interleaved timing (fewer when there are fewer steps than rounds).
 ROUNDS = 10
 #: The search and fine-tune steps through the analog read-out (see the module doc).
-CHIP_VARIANTS = ("search_chip", "finetune_chip")
+CHIP_VARIANTS = ("search_chip", "finetune_chip", "search_chip_noise", "finetune_chip_noise")
 
 
 def resolve_spec(
@@ -99,7 +104,12 @@ class Variant:
         self.module = module
         self.optimizer = optimizer
 
+    def restart(self) -> None:
+        """The next step is the first of the module's re-fit period (it re-fits the gains)."""
+        self.module.restart_read_out_schedule()
+
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.module.on_train_batch_start(batch, 0)
         loss = self.module.losses(batch)[0]
         loss.backward()
         self.optimizer.step()
@@ -116,6 +126,7 @@ def build_variants(
     chip=None,
     finetune_mapping: str = FINETUNE_MAPPING,
     sampling: str = "hard",
+    recalibrate_every: int = 8,
 ) -> tuple[dict[str, Variant], Callable[[], None]]:
     """The three variants on `device` (plus the `CHIP_VARIANTS` on platform `chip` if given),
     and the cost forward+backward step of the search one.
@@ -123,6 +134,8 @@ def build_variants(
     The search variants sample units as `sampling` says (`search.sampling`, hard by default)
     and start from α encoding the fine-tune mapping, a search midway: both units hold
     channels in the mixed layers (with equal α every channel would sit on the digital unit).
+    The chip variants re-fit their gains every `recalibrate_every` steps (0: never), the
+    `_noise` ones draw the chip's deployment noise every step (none when it is zero).
     """
     float_model = build_model(spec, "float")
     search_model = build_model(spec, "search", platform)
@@ -143,16 +156,26 @@ def build_variants(
         ),
         "finetune": FinetuneModule(mapped_model, spec.num_classes, OPTIM["finetune"]),
     }
+    noises = {}
     if chip is not None:
+        noises = {"": None}
+        if not chip.analog.noise.silent:
+            noises["_noise"] = chip.analog.noise
+    for suffix, noise in noises.items():
         chip_search = build_model(spec, "search", chip)
         chip_search.load_state_dict(search_model.state_dict(), strict=False)  # gains: 1st batch
         set_sampling(chip_search, sampling)
         chip_network = NetworkCost(chip_search, chip, spec.input_size)
-        modules["search_chip"] = SearchModule(
+        chip_mapped = to_mapped(chip_search, chip, mapping)
+        modules[f"search_chip{suffix}"] = SearchModule(
             chip_search, spec.num_classes, OPTIM["search"], chip_network, regularizer
         )
-        chip_mapped = to_mapped(chip_search, chip, mapping)
-        modules["finetune_chip"] = FinetuneModule(chip_mapped, spec.num_classes, OPTIM["finetune"])
+        modules[f"finetune_chip{suffix}"] = FinetuneModule(
+            chip_mapped, spec.num_classes, OPTIM["finetune"]
+        )
+        for name in (f"search_chip{suffix}", f"finetune_chip{suffix}"):
+            modules[name].recalibrate_every = int(recalibrate_every)
+            modules[name].train_noise = noise
     variants = {}
     for name, module in modules.items():
         module.to(device)
@@ -197,10 +220,13 @@ def time_interleaved(
     sync: Callable[[], None],
     seed: int = 0,
     clock: Callable[[], float] = time.perf_counter,
+    period: int = 1,
+    restart: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per step of each item: `warmup` untimed steps each, then rounds of one block of
     steps per item (at least `steps` per item in all, in at most `ROUNDS` rounds), the items in a
-    new seeded random order every round.
+    new seeded random order every round. A block is a multiple of `period` steps; `restart`,
+    called once after the warm-up, aligns the items' periodic work with the blocks.
 
     Returns, per item, the mean seconds per step of its block in every round: index r is round
     r for every item, so two items' values at r saw the same stretch of the host's load.
@@ -208,8 +234,10 @@ def time_interleaved(
     for fn in items.values():
         for _ in range(warmup):
             fn()
+    if restart is not None:
+        restart()
     sync()
-    block = math.ceil(steps / ROUNDS)
+    block = math.ceil(math.ceil(steps / ROUNDS) / period) * period
     rounds = math.ceil(steps / block)
     rng = random.Random(seed)
     out: dict[str, list[float]] = {k: [] for k in items}
@@ -253,7 +281,13 @@ def time_steps(
         n: (lambda v=v: v.step(batch)) for n, v in variants.items()
     }
     items["cost"] = cost_step
-    return time_interleaved(items, steps, warmup, sync), notes
+    period = max([1] + [v.module.recalibrate_every for v in variants.values()])
+
+    def restart() -> None:
+        for v in variants.values():
+            v.restart()
+
+    return time_interleaved(items, steps, warmup, sync, period=period, restart=restart), notes
 
 
 def step_speeds(seconds: dict[str, list[float]], batch_size: int) -> dict[str, float]:

@@ -18,6 +18,7 @@ its step only to put the bias on the integer grid.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -287,10 +288,16 @@ class QuantConv2d(nn.Conv2d):
         if self.readout.calibrated:
             return
         analog = self.hard_assignment() == self.readout_unit
-        decision = None
-        if self.decides and p.shape[-2:].numel() == 1 and bool(analog.all()):
-            decision = self.decision_terms()
+        decision = self.decision_terms() if self.decision_rule(p.shape) else None
         self.readout.calibrate(p, analog, decision)
+
+    def decision_rule(self, shape: torch.Size) -> bool:
+        """Whether the gain of partial sums of `shape` [N, tiles, C, H, W] follows the output
+        layer's rule (`calibrate_readout`): the network's output layer, one value per
+        channel, every channel on the analog unit."""
+        if not self.decides or math.prod(shape[3:]) != 1:
+            return False
+        return bool((self.hard_assignment() == self.readout_unit).all())
 
     @torch.no_grad()
     def decision_terms(self) -> tuple[Tensor, Tensor]:
@@ -482,32 +489,57 @@ class _ReadOffRead:
         inner = self.parts.inner.index_select(0, self.others).to(dtype) / self.act_step
         return layer.readout.partial_sums(self.x.detach().to(dtype), inner, layer)
 
+    def sums_at(self, y: Tensor, bias: Tensor, sums: Tensor | None, index: Tensor) -> Tensor:
+        """The partial sums [N, 1, C, H, W] the read-out reads, at flat indices `index`, without
+        assembling them: round((y − b)/scale) on the analog channels, the other channels' own
+        sums where they have them, 0 elsewhere (y in any memory format)."""
+        n_, c_, h_, w_ = y.shape
+        index = index.to(y.device)
+        plane = index % (h_ * w_)
+        n, c = index // (c_ * h_ * w_), (index // (h_ * w_)) % c_
+        h, w = plane // w_, plane % w_
+        flat = lambda t: t.reshape(-1)[c]  # noqa: E731 - per-channel [1, C, 1, 1] at each index
+        p = (y[n, c, h, w] - flat(bias)).div_(flat(self.scale)).round_().mul_(flat(self.analog))
+        if sums is not None:
+            slot = torch.full((c_,), -1, dtype=torch.long, device=y.device)
+            slot[self.others] = torch.arange(self.others.numel(), device=y.device)
+            own = slot[c] >= 0
+            p[own] = sums[n[own], 0, slot[c][own], h[own], w[own]]
+        return p
+
     def __call__(self, y: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
-        readout, scale, analog = self.layer.readout, self.scale, self.analog
+        readout, scale, analog, layer = self.layer.readout, self.scale, self.analog, self.layer
         bias = self.bias.to(y.dtype).view(1, -1, 1, 1)
         sums = self.others_sums(y.dtype)
-        fused_pass = readout.calibrated and readout.noiseless
-        if not fused_pass:  # with noise, or on the batch that sets the gain: p assembled
-            p = (y - bias).div_(scale).round_().mul_(analog)
-            if sums is not None:
-                p.index_copy_(1, self.others, sums.squeeze(1))
-            p = p.unsqueeze(1)
-            self.layer.calibrate_readout(p)
+        if not readout.calibrated:  # the batch that sets the gain
+            shape = (y.shape[0], 1, *y.shape[1:])
+            if layer.decision_rule(shape):  # the output layer: a logit per channel, all kept
+                p = (y - bias).div_(scale).round_().mul_(analog)
+                if sums is not None:
+                    p.index_copy_(1, self.others, sums.squeeze(1))
+                layer.calibrate_readout(p.unsqueeze(1))
+            else:  # the gain rule reads a sample: the sums at it alone
+                analog_units = layer.hard_assignment() == layer.readout_unit
+                take = lambda i: self.sums_at(y, bias, sums, i)  # noqa: E731
+                readout.calibrate_from(shape, take, analog_units)
         gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)
         factors = (gain * scale, offset * scale)
         lo, hi = readout.adc.qmin, readout.adc.qmax
-        if not fused_pass:
-            q = readout.codes(p)
-            y.addcmul_(analog * scale, (q * gain).add_(offset).sub_(p.squeeze(1)))
-            return (q.to(torch.int8) if self.others is not None else None), *factors
+        # the read-out's noise, drawn for every channel (as `AnalogReadout.forward` does):
+        # the analog channels' share reads y, the others' their own sums
+        z, sigma, gsnr = readout.fused_noise(y)
         # one fused pass on y; the other channels' codes from their own sums
         others = None
         if sums is not None:
-            others = fused.call("readout_codes", sums.squeeze(1), 1.0 / gain, lo, hi)
+            z_others = None if z is None else z.index_select(1, self.others)
+            noise = (z_others, sigma, gsnr)
+            others = fused.call("readout_codes", sums.squeeze(1), 1.0 / gain, lo, hi, *noise)
             if others.shape[1] == y.shape[1]:  # no channel analog: y stays
                 return others, *factors
         args = (bias, 1.0 / scale, scale, analog, 1.0 / gain, gain, offset, lo, hi)
-        codes = fused.call("readout_add_from_output", y, *args, self.others is not None)
+        codes = fused.call(
+            "readout_add_from_output", y, *args, self.others is not None, z, sigma, gsnr
+        )
         if others is not None:
             codes.index_copy_(1, self.others, others)
         return codes, *factors

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -76,6 +76,30 @@ def lsb_sigma(v: Tensor, noise: NoiseConfig | None) -> Tensor | float:
     return v.abs() / noise.snr if noise.snr > 0 else noise.sigma_lsb
 
 
+def sample_index(numel: int) -> Tensor:
+    """The gain rule's sample of a calibration batch of `numel` elements: `GAIN_SAMPLE` flat
+    indices drawn uniformly with a fixed seed (a stride would alias the feature maps)."""
+    return torch.randint(numel, (GAIN_SAMPLE,), generator=torch.Generator().manual_seed(0))
+
+
+def channel_sample(shape: torch.Size, channels: Tensor | None) -> Tensor:
+    """Flat indices into partial sums of `shape` [N, tiles, C, ...] of what the gain rule reads:
+    the elements of the channels `channels` (bool [C]; all when None or none) in their order,
+    or, when they are more than `GAIN_SAMPLE`, the seeded sample `gain_exponent` draws from
+    them; the same elements as `gain_exponent(sums[:, :, channels])` reads, without the copy of
+    the channels (or, `QuantConv2d.read_off_output`, without the sums as one tensor at all)."""
+    lead, c, rest = shape[0] * shape[1], shape[2], math.prod(shape[3:])
+    picked = None
+    if channels is not None and bool(channels.any()):
+        picked = torch.nonzero(channels.cpu()).flatten()
+    k = c if picked is None else picked.numel()
+    numel = lead * k * rest
+    pos = sample_index(numel) if numel > GAIN_SAMPLE else torch.arange(numel)
+    j = torch.div(pos, rest, rounding_mode="floor")
+    channel = j % k if picked is None else picked[j % k]
+    return (torch.div(j, k, rounding_mode="floor") * c + channel) * rest + pos % rest
+
+
 def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | None = None) -> int:
     """log2 of the power-of-two gain g >= 1 whose read-out Σ(q·g + ⌊g/2⌋) is closest to p:
     the argmin over exponents of the expected squared error on the calibration batch, under the
@@ -86,12 +110,10 @@ def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | N
     narrows it until the error has risen twice in a row (it falls, then rises, with the
     clipping).
     """
-    flat = partial_sums.detach().flatten().double()
-    if flat.numel() > GAIN_SAMPLE:  # a seeded uniform sample (a stride would alias the maps)
-        pick = torch.randint(
-            flat.numel(), (GAIN_SAMPLE,), generator=torch.Generator().manual_seed(0)
-        )
-        flat = flat[pick.to(flat.device)]
+    flat = partial_sums.detach().reshape(-1)
+    if flat.numel() > GAIN_SAMPLE:
+        flat = flat[sample_index(flat.numel()).to(flat.device)]
+    flat = flat.double()  # (the sample only: the whole batch in double is a pass of its own)
     top = float(flat.abs().max()) if flat.numel() else 0.0
     widest = max(0, math.ceil(math.log2(top / hi))) if top > hi else 0
     best, best_err, rises = widest, math.inf, 0
@@ -258,14 +280,25 @@ class AnalogReadout(nn.Module):
         `decision` (the bias codes and per-channel scale of a network's output layer, every
         channel read out, H = W = 1), the gain that keeps the decision
         (`decision_gain_exponent`)."""
-        lo, hi = self.adc.qmin, self.adc.qmax
         if decision is not None:
+            lo, hi = self.adc.qmin, self.adc.qmax
             sums = partial_sums.flatten(2)
             e = decision_gain_exponent(sums, *decision, lo, hi, self.deploy_noise)
-        else:
-            if channels is not None and bool(channels.any()):
-                partial_sums = partial_sums[:, :, channels]
-            e = gain_exponent(partial_sums, lo, hi, self.deploy_noise)
+            self.log2_gain.fill_(float(e))
+            self.calibrated = True
+            return
+        flat = partial_sums.reshape(-1)
+        self.calibrate_from(partial_sums.shape, lambda i: flat[i.to(flat.device)], channels)
+
+    @torch.no_grad()
+    def calibrate_from(
+        self, shape: torch.Size, take: Callable[[Tensor], Tensor], channels: Tensor | None
+    ) -> None:
+        """`calibrate` from partial sums of `shape` that need not exist as a tensor: `take`
+        gives them at flat indices (a CPU tensor from `channel_sample`: at most `GAIN_SAMPLE`
+        of them)."""
+        sample = take(channel_sample(shape, channels))
+        e = gain_exponent(sample, self.adc.qmin, self.adc.qmax, self.deploy_noise)
         self.log2_gain.fill_(float(e))
         self.calibrated = True
 
@@ -381,26 +414,32 @@ class AnalogReadout(nn.Module):
         out = self(p)
         return out.sub_(p.sum(1) if p.shape[1] > 1 else p.squeeze(1)) if delta else out
 
+    def fused_noise(self, like: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The noise arguments (z, σ, g·snr) of a one-tile fused read-out kernel
+        (`odimo.quant.fused.adc_input`) for partial sums shaped like `like` [N, C, H, W]: the
+        standard normal draws `forward` would make (the same generator, shape and channels:
+        the same codes), with σ for additive noise or g·snr for relative noise; all None when
+        the read-out is noiseless."""
+        if self.noiseless:
+            return None, None, None
+        n, _, h, w = like.shape
+        z = self.standard_noise((n, 1, h, w), like).squeeze(1)
+        if self.noise.snr > 0:
+            return z, None, self.gain().to(like.dtype) * self.noise.snr
+        return z, torch.tensor(self.noise.sigma_lsb, dtype=like.dtype, device=like.device), None
+
     @torch.no_grad()
     def read_affine(self, p: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
         """`read(p)`·scale + bias [N, C, H, W] (per-channel scale and bias [1, C, 1, 1]): the
-        read-out in output units; one compiled pass, in p's memory, for one tile without
-        noise."""
+        read-out in output units; for one tile one compiled pass in p's memory, the noise
+        included (its draws as `forward` makes them)."""
         if not self.calibrated:
             self.calibrate(p)
-        if p.shape[1] == 1 and self.noiseless:
+        if p.shape[1] == 1:
             g = self.gain().to(p.dtype)
-            args = (
-                1.0 / g,
-                g,
-                self.offset().to(p.dtype),
-                scale,
-                bias,
-                self.adc.qmin,
-                self.adc.qmax,
-            )
             out = p.squeeze(1)
-            fused.call("readout_affine", out, *args)
+            args = (1.0 / g, g, self.offset().to(p.dtype), scale, bias, self.adc.qmin)
+            fused.call("readout_affine", out, *args, self.adc.qmax, *self.fused_noise(out))
             return out
         return torch.addcmul(bias, self.read(p), scale)
 

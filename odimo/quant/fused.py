@@ -60,10 +60,31 @@ def readout_delta(p: Tensor, gain: Tensor, offset: Tensor, lo: int, hi: int) -> 
     return torch.clamp(torch.floor(p / gain), lo, hi) * gain + offset - p
 
 
-def readout_codes(p: Tensor, rgain: Tensor, lo: int, hi: int) -> Tensor:
-    """The ADC codes clamp(floor(p·rgain), lo, hi) of one tile's partial sums, as int8
-    (rgain = 1/gain, a power of two; noiseless)."""
-    return torch.clamp(torch.floor(p * rgain), lo, hi).to(torch.int8)
+def adc_input(
+    p: Tensor, rgain: Tensor, z: Tensor | None, sigma: Tensor | None, gsnr: Tensor | None
+) -> Tensor:
+    """What the ADC rounds: p/g (p·rgain, exact for g a power of two) plus the noise in LSB from
+    standard normal draws z (shaped like p): z·σ (additive, `sigma`), z·|p|/(g·snr) (relative,
+    `gsnr` = g·snr), nothing when z is None. The same operations as
+    `odimo.quant.adc.AnalogReadout.forward`, so the same draws give the same codes."""
+    v = p * rgain
+    if z is None:
+        return v
+    return v + (z * (torch.abs(p) / gsnr) if gsnr is not None else z * sigma)
+
+
+def readout_codes(
+    p: Tensor,
+    rgain: Tensor,
+    lo: int,
+    hi: int,
+    z: Tensor | None = None,
+    sigma: Tensor | None = None,
+    gsnr: Tensor | None = None,
+) -> Tensor:
+    """The ADC codes clamp(floor(p·rgain + n), lo, hi) of one tile's partial sums [N, C, L], as
+    int8 (rgain = 1/gain, a power of two; noise n from z as `adc_input` says, none without)."""
+    return torch.clamp(torch.floor(adc_input(p, rgain, z, sigma, gsnr)), lo, hi).to(torch.int8)
 
 
 def readout_add_from_output(
@@ -78,6 +99,9 @@ def readout_add_from_output(
     lo: int,
     hi: int,
     codes: bool,
+    z: Tensor | None = None,
+    sigma: Tensor | None = None,
+    gsnr: Tensor | None = None,
 ) -> Tensor | None:
     """Put the analog read-out on a conv's output y [N, C, L] IN PLACE, on the channels where
     `analog` [1, C, 1] holds: y = p·scale + bias with p the integer partial sum, so
@@ -86,9 +110,10 @@ def readout_add_from_output(
     value; the other channels keep y (per-channel bias, scale, rscale [1, C, 1]; rgain = 1/gain,
     both powers of two; `odimo.nn.conv.QuantConv2d.read_off_output`). With `codes`, returns
     the ADC codes as int8 [N, C, L] (0 off `analog`): what the unit weights' gradient needs
-    (`code_dot`) in a quarter of a float's memory."""
+    (`code_dot`) in a quarter of a float's memory. With standard normal draws z [N, C, L] the
+    read-out adds the noise `adc_input` says."""
     p = torch.round((y - bias) * rscale)
-    q = torch.clamp(torch.floor(p * rgain), lo, hi)
+    q = torch.clamp(torch.floor(adc_input(p, rgain, z, sigma, gsnr)), lo, hi)
     y.copy_(torch.where(analog, y + scale * (q * gain + offset - p), y))
     if not codes:
         return None
@@ -104,11 +129,15 @@ def readout_affine(
     bias: Tensor,
     lo: int,
     hi: int,
+    z: Tensor | None = None,
+    sigma: Tensor | None = None,
+    gsnr: Tensor | None = None,
 ) -> None:
-    """Partial sums p [N, C, L] (one tile, noiseless) become (clamp(floor(p·rgain), lo, hi)·gain
-    + offset)·scale + bias IN PLACE: the read-out in output units (per-channel scale and bias
-    [1, C, 1], rgain = 1/gain, powers of two; `odimo.quant.adc.AnalogReadout.read_affine`)."""
-    q = torch.clamp(torch.floor(p * rgain), lo, hi)
+    """Partial sums p [N, C, L] (one tile) become (clamp(floor(p·rgain + n), lo, hi)·gain +
+    offset)·scale + bias IN PLACE: the read-out in output units (per-channel scale and bias
+    [1, C, 1], rgain = 1/gain, powers of two; noise n from standard normal draws z [N, C, L] as
+    `adc_input` says, none without; `odimo.quant.adc.AnalogReadout.read_affine`)."""
+    q = torch.clamp(torch.floor(adc_input(p, rgain, z, sigma, gsnr)), lo, hi)
     p.copy_((q * gain + offset) * scale + bias)
 
 
@@ -138,12 +167,12 @@ EAGER: dict[str, Callable[..., object]] = {
 }
 #: Kernels over [N, C, L] views with per-channel [1, C, 1] arguments (`_run_channels`).
 _CHANNEL_KERNELS = frozenset(
-    {"readout_add_from_output", "readout_affine", "code_dot", "channel_dot"}
+    {"readout_add_from_output", "readout_affine", "readout_codes", "code_dot", "channel_dot"}
 )
 #: Kernels that write their first argument in place.
 _IN_PLACE = frozenset({"readout_add_from_output", "readout_affine"})
 #: Kernels whose only element-shaped argument is the first (the others are scalars).
-_SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta", "readout_codes"})
+_SCALAR_ARGS = frozenset({"pact_forward", "readout_value", "readout_delta"})
 
 
 class _State:

@@ -42,10 +42,11 @@ def resolve_device(name: str) -> torch.device:
 
 def format_table(rows: list[tuple[str, float | None, float, float]]) -> str:
     """Variant, img/s, ms/step, ratio to float."""
-    lines = [f"{'variant':<10} {'img/s':>10} {'ms/step':>10} {'ratio':>7}"]
+    width = max([7] + [len(r[0]) for r in rows])
+    lines = [f"{'variant':<{width}} {'img/s':>10} {'ms/step':>10} {'ratio':>7}"]
     for name, img_s, ms, ratio in rows:
         img = f"{img_s:10.1f}" if img_s is not None else f"{'-':>10}"
-        lines.append(f"{name:<10} {img} {ms:10.2f} {ratio:7.3f}")
+        lines.append(f"{name:<{width}} {img} {ms:10.2f} {ratio:7.3f}")
     return "\n".join(lines)
 
 
@@ -106,6 +107,11 @@ def run(cfg: DictConfig) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
+    recalibrate_every = int(cfg.get("recalibrate_every", 8))
+    if recalibrate_every < 0:
+        raise ConfigError(
+            f"recalibrate_every must be >= 0 (steps; 0 = never), got {recalibrate_every}"
+        )
     sampling = str(cfg.get("sampling") or "hard")
     if sampling not in SAMPLING:
         raise ConfigError(f"sampling={sampling!r} is not one of: {', '.join(SAMPLING)}")
@@ -123,8 +129,9 @@ def run(cfg: DictConfig) -> dict:
         chip,
         str(cfg.get("finetune_mapping") or "min_latency_max8"),
         sampling,
+        recalibrate_every,
     )
-    names = VARIANTS + (CHIP_VARIANTS if chip is not None else ())
+    names = [n for n in (*VARIANTS, *CHIP_VARIANTS) if n in variants]
     seconds, notes = time_steps(
         variants, cost_step, spec, batch_size, steps, warmup, device, channels_last, compile_
     )
@@ -135,7 +142,12 @@ def run(cfg: DictConfig) -> dict:
     _print_table(f"{spec.name} {list(spec.input_size)}", batch_size, device, steps, seconds, speeds)
 
     result = _result(speeds, names, device, spec, batch_size, steps)
-    result.update(compile=compile_, channels_last=channels_last, sampling=sampling)
+    result.update(
+        compile=compile_,
+        channels_last=channels_last,
+        sampling=sampling,
+        recalibrate_every=recalibrate_every,
+    )
     if cfg.get("output"):
         atomic_write_text(cfg.output, json.dumps(result, indent=1) + "\n")
         print(f"wrote {cfg.output}")

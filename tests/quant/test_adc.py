@@ -455,3 +455,51 @@ def test_correction_add_has_the_gradients_of_addcmul() -> None:
     for a, b in zip(*results):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     assert float(results[1][2].abs().min()) > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 5, 5), (64, 1, 12, 16, 16)])
+def test_the_gain_rule_reads_its_sample_where_the_channels_copy_would(shape) -> None:
+    """`channel_sample` indexes, in the whole partial sums, the elements the gain rule used to
+    read from a copy of the analog channels (all of them when at most `GAIN_SAMPLE`, else the
+    seeded sample): an independent numpy computation of the copy and the sample."""
+    rng = np.random.default_rng(1)
+    p = rng.integers(-5000, 5000, shape)
+    for channels in (None, rng.random(shape[2]) < 0.4, np.zeros(shape[2], bool)):
+        kept = p if channels is None or not channels.any() else p[:, :, channels]
+        flat = kept.reshape(-1)
+        if flat.size > adc_module.GAIN_SAMPLE:
+            generator = torch.Generator().manual_seed(0)
+            pick = torch.randint(flat.size, (adc_module.GAIN_SAMPLE,), generator=generator)
+            flat = flat[pick.numpy()]
+        mask = None if channels is None else torch.tensor(channels)
+        index = adc_module.channel_sample(torch.Size(shape), mask)
+        assert np.array_equal(p.reshape(-1)[index.numpy()], flat)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_a_read_off_layer_sets_its_gain_from_the_sample_alone(
+    monkeypatch: pytest.MonkeyPatch, sigma: float
+) -> None:
+    """A hard search layer reading its analog sums off the mixed conv sets the gain on its
+    first training batch without assembling the partial sums (the whole-tensor calibration
+    must not run): the gain equals `gain_exponent` of the exact analog partial sums."""
+    chip = with_analog(Diana(), AnalogArithmetic(AdcConfig(6, 1152), NoiseConfig(sigma, 0.0)))
+    act = UintActPact(4.0)
+    torch.manual_seed(4)
+    layer = SearchConv2d(48, 12, 3, platform=chip, input_quant=act)
+    torch.nn.init.normal_(layer.weight, std=0.3)
+    layer.init_quantizers()
+    with torch.no_grad():
+        layer.alpha[1, ::3] += 1.0  # channels 0, 3, 6, 9 analog
+    layer.train()
+    layer.sampling = "hard"
+    x = act(torch.rand(64, 48, 12, 12) * 4)  # 64·4·144 analog sums: more than the sample
+    u = layer.readout_unit
+    parts = layer.weight_quants[u].factored(layer.unit_float_weight(u))
+    sums = layer.readout.partial_sums(x / act.step(), parts.inner, layer)
+    analog = layer.hard_assignment() == u
+    expected = gain_exponent(sums[:, :, analog], -32, 31, chip.analog.noise)
+    monkeypatch.setattr(layer, "calibrate_readout", lambda *_: pytest.fail("whole tensor"))
+    with torch.no_grad():
+        layer(x)
+    assert layer.readout.calibrated and int(layer.readout.log2_gain) == expected >= 2

@@ -223,3 +223,40 @@ def test_per_channel_read_out_kernels_equal_an_independent_computation(restore_f
             assert torch.equal(sums, (q * 64 + 32).float() * scale + bias)
         assert torch.allclose(fused.call("channel_dot", y, other).double(), dot, rtol=1e-5)
     assert not fused.compiled_signatures_failed()
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_read_out_kernels_with_noise_equal_an_independent_computation(restore_fused, relative):
+    """Given standard normal draws z, `readout_affine`, `readout_add_from_output` and
+    `readout_codes` read out floor(p/g + n) with n = z·σ (additive) or z·|p|/(g·snr)
+    (relative), compiled and eager, contiguous and channels-last: equal to a float64
+    computation of the same codes (σ, g·snr and the draws powers of two over 64: every
+    product exact, so the codes must match to the bit)."""
+    g = torch.Generator().manual_seed(3)
+    p = torch.randint(-3000, 3000, (3, 4, 5, 6), generator=g)
+    z = torch.randint(-192, 192, (3, 4, 5, 6), generator=g).float() / 64  # |z| < 3
+    sigma, gsnr = torch.tensor(0.5), torch.tensor(64.0 * 32)
+    noise = (None, gsnr) if relative else (sigma, None)
+    n = z.double() * (p.abs().double() / 2048 if relative else 0.5)
+    q = torch.floor(p.double() / 64 + n).clamp(-32, 31)
+    assert not torch.equal(q, torch.floor(p.double() / 64).clamp(-32, 31))  # the noise moves it
+    bias = torch.tensor([0.5, -1.25, 2.0, 0.0]).view(1, -1, 1, 1)
+    scale = torch.tensor([0.25, 0.125, 0.5, 1.0]).view(1, -1, 1, 1)
+    y = p.float() * scale + bias
+    analog = torch.tensor([True, False, True, True]).view(1, -1, 1, 1)
+    read = torch.where(analog, (q.float() * 64 + 32) * scale + bias, y)
+    rg, gain, offset = torch.tensor(1 / 64), torch.tensor(64.0), torch.tensor(32.0)
+    args = (bias, 1 / scale, scale, analog, rg, gain, offset, -32, 31, True)
+    for enabled in (True, False):
+        fused.set_fused(enabled)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            zl = z.contiguous(memory_format=layout)
+            out = y.clone().contiguous(memory_format=layout)
+            codes = fused.call("readout_add_from_output", out, *args, zl, *noise)
+            assert torch.equal(out, read) and torch.equal(codes.long(), (q * analog).long())
+            sums = p.float().contiguous(memory_format=layout)
+            got = fused.call("readout_codes", sums, rg, -32, 31, zl, *noise)
+            assert torch.equal(got.long(), q.long())
+            fused.call("readout_affine", sums, rg, gain, offset, scale, bias, -32, 31, zl, *noise)
+            assert torch.equal(sums, (q.float() * 64 + 32) * scale + bias)
+    assert not fused.compiled_signatures_failed()

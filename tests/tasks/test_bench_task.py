@@ -48,6 +48,9 @@ def test_bench_in_process(tmp_path, capsys):
     ):
         assert isinstance(result[key], float) and result[key] > 0, key
     assert (result["device"], result["model"], result["batch"]) == ("cpu", "res20", 8)
+    chip = {f"{n}_ratio" for n in ("search_chip", "finetune_chip")}
+    chip |= {f"{n}_noise_ratio" for n in ("search_chip", "finetune_chip")}
+    assert chip <= set(result) and result["recalibrate_every"] == 8
     assert json.loads(out.read_text()) == result
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == result
