@@ -107,10 +107,13 @@ def run(cfg: DictConfig) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
-    recalibrate_every = int(cfg.get("recalibrate_every", 8))
+    recalibrate_every = cfg.get("recalibrate_every", 8)
+    if isinstance(recalibrate_every, bool) or not isinstance(recalibrate_every, int):
+        recalibrate_every = -1
     if recalibrate_every < 0:
         raise ConfigError(
-            f"recalibrate_every must be >= 0 (steps; 0 = never), got {recalibrate_every}"
+            "recalibrate_every must be an int >= 0 (steps between re-fits of the read-out "
+            f"gains; 0 = never), got {cfg.get('recalibrate_every')!r}"
         )
     sampling = str(cfg.get("sampling") or "hard")
     if sampling not in SAMPLING:

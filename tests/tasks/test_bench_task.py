@@ -83,3 +83,11 @@ def test_bench_script_last_line_is_json():
     assert set(result) >= KEYS
     assert result["model"] == "res20" and result["batch"] == 8 and result["device"] == "cpu"
     assert result["search_ratio"] > 0 and result["finetune_ratio"] > 0
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5"])
+def test_bench_bad_recalibrate_every_is_a_config_error(value):
+    from odimo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="recalibrate_every must be an int >= 0"):
+        run(bench_cfg(*TINY, f"recalibrate_every={value}"))
