@@ -116,12 +116,16 @@ def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | N
     flat = flat.double()  # (the sample only: the whole batch in double is a pass of its own)
     top = float(flat.abs().max()) if flat.numel() else 0.0
     widest = max(0, math.ceil(math.log2(top / hi))) if top > hi else 0
+    # integer sums repeat: each distinct one's expected error once, then one per element (the
+    # same values in the same order as per element, so the same sum)
+    values, inverse = torch.unique(flat, return_inverse=True)
     best, best_err, rises = widest, math.inf, 0
     for e in range(min(widest, MAX_EXPONENT), -1, -1):
         g = float(2**e)
-        v = flat / g
+        v = values / g
         sigma = lsb_sigma(v, noise)
-        err = float(readout_error(v, rounding_offset(e) / g, lo, hi, sigma).sum()) * g * g
+        err = readout_error(v, rounding_offset(e) / g, lo, hi, sigma)[inverse]
+        err = float(err.sum()) * g * g
         if err < best_err:
             best, best_err, rises = e, err, 0
         else:
