@@ -1,13 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The benchmark's interleaved timing: rounds in a random order, ratios taken round by round."""
+"""The benchmark's interleaved timing (rounds in a random order, ratios taken round by round,
+blocks of whole re-fit periods) and its chip variants' steps."""
 
 from __future__ import annotations
 
 import statistics
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
-from odimo.lit.step_speed import ROUNDS, step_speeds, time_interleaved
+from odimo.hw import get_platform, with_analog
+from odimo.lit.step_speed import (
+    CHIP_VARIANTS,
+    ROUNDS,
+    build_variants,
+    resolve_spec,
+    step_speeds,
+    time_interleaved,
+)
+from odimo.quant.adc import AnalogReadout, readouts
+from tests.tasks.helpers import CONF
 
 #: Seconds one step of each item costs on an idle host.
 COST = {"float": 1.0, "search": 1.25, "finetune": 1.1, "cost": 0.01}
@@ -115,14 +128,6 @@ def test_chip_variants_refit_every_period_and_the_noise_ones_draw(monkeypatch):
     """The chip variants' step re-fits the gains on the first step of every period (after a
     restart), the plain ones have none to re-fit; the `_noise` variants train under the chip's
     deployment noise, drawn afresh every step, the others noiselessly."""
-    import torch
-    from omegaconf import OmegaConf
-
-    from odimo.hw import get_platform, with_analog
-    from odimo.lit.step_speed import CHIP_VARIANTS, build_variants, resolve_spec
-    from odimo.quant.adc import AnalogReadout, readouts
-    from tests.tasks.helpers import CONF
-
     chip = get_platform(OmegaConf.load(CONF / "platform" / "diana.yaml"))
     spec = resolve_spec("res20", [3, 8, 8])
     torch.manual_seed(0)

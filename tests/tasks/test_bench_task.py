@@ -10,7 +10,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from odimo.errors import OdimoError
+from odimo.errors import ConfigError, OdimoError
 from odimo.quant import fused
 from odimo.tasks.bench import run
 from tests.tasks.helpers import CONF, REPO
@@ -87,7 +87,5 @@ def test_bench_script_last_line_is_json():
 
 @pytest.mark.parametrize("value", ["-1", "abc", "1.5"])
 def test_bench_bad_recalibrate_every_is_a_config_error(value):
-    from odimo.errors import ConfigError
-
     with pytest.raises(ConfigError, match="recalibrate_every must be an int >= 0"):
         run(bench_cfg(*TINY, f"recalibrate_every={value}"))
