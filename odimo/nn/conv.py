@@ -382,9 +382,10 @@ class QuantConv2d(nn.Conv2d):
         term comes through b_eff, the rest from the ADC codes q, ⟨g, (q·gain + offset)·scale⟩
         (`_ReadOff`; W_eff takes that weight without gradient, `effective_weight_bias`). The
         channels the forward puts on another unit get their codes from a conv over those
-        channels alone; a frozen mapping needs no codes. Noiseless with a set gain, the read-out
-        is one fused pass over y (`odimo.quant.fused.readout_add_from_output`); with
-        noise, or on the batch that sets the gain, it is computed from the assembled p.
+        channels alone; a frozen mapping needs no codes. The read-out is one fused pass over y
+        (`odimo.quant.fused.readout_add_from_output`), the noise's draws included; on the batch
+        that sets the gain, the gain rule reads the partial sums at its sample alone
+        (`_ReadOffRead.sums_at`), never all of them.
         """
         u = self.readout_unit
         act_step = self.input_quant.step()
