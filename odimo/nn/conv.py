@@ -288,16 +288,14 @@ class QuantConv2d(nn.Conv2d):
         if self.readout.calibrated:
             return
         analog = self.hard_assignment() == self.readout_unit
-        decision = self.decision_terms() if self.decision_rule(p.shape) else None
+        decision = self.decision_terms() if self.decision_rule(p.shape, analog) else None
         self.readout.calibrate(p, analog, decision)
 
-    def decision_rule(self, shape: torch.Size) -> bool:
+    def decision_rule(self, shape: torch.Size, analog: Tensor) -> bool:
         """Whether the gain of partial sums of `shape` [N, tiles, C, H, W] follows the output
         layer's rule (`calibrate_readout`): the network's output layer, one value per
-        channel, every channel on the analog unit."""
-        if not self.decides or math.prod(shape[3:]) != 1:
-            return False
-        return bool((self.hard_assignment() == self.readout_unit).all())
+        channel, every channel on the analog unit (`analog`, bool [C], the hard mapping's)."""
+        return self.decides and math.prod(shape[3:]) == 1 and bool(analog.all())
 
     @torch.no_grad()
     def decision_terms(self) -> tuple[Tensor, Tensor]:
@@ -514,13 +512,13 @@ class _ReadOffRead:
         sums = self.others_sums(y.dtype)
         if not readout.calibrated:  # the batch that sets the gain
             shape = (y.shape[0], 1, *y.shape[1:])
-            if layer.decision_rule(shape):  # the output layer: a logit per channel, all kept
+            analog_units = layer.hard_assignment() == layer.readout_unit
+            if layer.decision_rule(shape, analog_units):  # the output layer: a logit a channel
                 p = (y - bias).div_(scale).round_().mul_(analog)
                 if sums is not None:
                     p.index_copy_(1, self.others, sums.squeeze(1))
                 layer.calibrate_readout(p.unsqueeze(1))
             else:  # the gain rule reads a sample: the sums at it alone
-                analog_units = layer.hard_assignment() == layer.readout_unit
                 take = lambda i: self.sums_at(y, bias, sums, i)  # noqa: E731
                 readout.calibrate_from(shape, take, analog_units)
         gain, offset = readout.gain().to(y.dtype), readout.offset().to(y.dtype)

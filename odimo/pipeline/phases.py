@@ -262,10 +262,14 @@ def selection_noise(cfg: DictConfig, platform) -> NoiseConfig | None:
 def recalibration(cfg: DictConfig) -> int:
     """`train.recalibrate_every`: training batches between re-fits of the read-out gains."""
     every = (cfg.get("train") or {}).get("recalibrate_every", 0)
+    return checked_recalibration(every, "train.recalibrate_every")
+
+
+def checked_recalibration(every, key: str) -> int:
+    """`every`, the value of config key `key`: training batches between re-fits of the
+    read-out gains, an int >= 0 (0: never); anything else is one config-error line."""
     if not isinstance(every, int) or isinstance(every, bool) or every < 0:
-        raise ConfigError(
-            f"train.recalibrate_every must be an int >= 0 (batches; 0 = never), got {every!r}"
-        )
+        raise ConfigError(f"{key} must be an int >= 0 (batches; 0 = never), got {every!r}")
     return every
 
 

@@ -25,6 +25,7 @@ from odimo.lit.step_speed import (
     time_steps,
 )
 from odimo.nn.conv import SAMPLING
+from odimo.pipeline.phases import checked_recalibration
 from odimo.quant import fused
 
 
@@ -107,14 +108,7 @@ def run(cfg: DictConfig) -> dict:
     fused.set_fused(bool(cfg.get("fused_quant", True)))
     torch.manual_seed(int(cfg.get("seed", 0)))
 
-    recalibrate_every = cfg.get("recalibrate_every", 8)
-    if isinstance(recalibrate_every, bool) or not isinstance(recalibrate_every, int):
-        recalibrate_every = -1
-    if recalibrate_every < 0:
-        raise ConfigError(
-            "recalibrate_every must be an int >= 0 (steps between re-fits of the read-out "
-            f"gains; 0 = never), got {cfg.get('recalibrate_every')!r}"
-        )
+    recalibrate_every = checked_recalibration(cfg.get("recalibrate_every", 8), "recalibrate_every")
     sampling = str(cfg.get("sampling") or "hard")
     if sampling not in SAMPLING:
         raise ConfigError(f"sampling={sampling!r} is not one of: {', '.join(SAMPLING)}")
