@@ -54,6 +54,7 @@ from odimo.nn.baselines import baseline_mapping
 from odimo.pipeline.job import previous_result, write_failed
 from odimo.pipeline.phases import search, train_mapped, warmup
 from odimo.pipeline.summary import final_metrics, print_config
+from odimo.pipeline.teacher import check_distill
 from odimo.quant import fused
 
 PHASES = ("warmup", "search", "finetune", "baseline")
@@ -97,6 +98,7 @@ def check_config(cfg: DictConfig) -> list[str]:
     check_epochs(cfg, phases)
     check_trainer(cfg.trainer)
     check_ddp_launch(cfg)
+    check_distill(cfg)
     return phases
 
 

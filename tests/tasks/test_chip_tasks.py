@@ -177,3 +177,59 @@ def test_checkpoints_are_chosen_under_the_deployment_noise_only_in_chip_aware_tr
     assert noise("train.noise=true", "train.noise_scale=2").sigma_lsb == 1.0
     assert noise("train.noise=true", "platform.analog.noise.sigma_lsb=0.5").sigma_lsb == 0.5
     assert noise("train.noise=true", "train.select_under_noise=false") is None
+
+
+def test_chip_aware_training_distils_from_a_finished_exact_sum_run(tmp_path) -> None:
+    """`train.distill.teacher`: the teacher is the finished run's network on exact sums (its
+    logits are the saved network's), it stays out of the student's checkpoints, and a teacher
+    that is missing, of another dataset or unreadable stops the job before it trains."""
+    from hydra.utils import instantiate
+
+    from odimo.pipeline.teacher import distillation
+
+    base = ("phases=[warmup,baseline]", "baseline=all_analog")
+    run(train_cfg(tmp_path, *base, "platform.analog.adc=null", run="teacher"))
+    teacher_dir = tmp_path / "teacher"
+    cfg = train_cfg(
+        tmp_path, *base, "train.noise=true", f"train.distill.teacher={teacher_dir}", run="student"
+    )
+    distill = distillation(cfg, 10)
+    saved, _, _ = load_mapped(teacher_dir / "final" / "model.pt")
+    datamodule = instantiate(cfg.dataset.datamodule)
+    datamodule.setup("fit")
+    x = next(iter(datamodule.train_dataloader()))[0]
+    with torch.no_grad():
+        assert torch.equal(distill.teacher_logits(x), saved.eval()(x))
+    assert (distill.weight, distill.temperature) == (0.5, 4.0)
+
+    metrics = run(cfg)
+    assert metrics["final/accuracy_arithmetic"] == "chip_adc"
+    ckpt = torch.load(tmp_path / "student" / "baseline" / "checkpoints" / "last.ckpt",
+                      weights_only=False)  # fmt: skip
+    assert ckpt["state_dict"] and all(k.startswith("model.") for k in ckpt["state_dict"])
+    # the teacher changes what the student learns, and nothing else: at weight 0 the run is
+    # the same run as without a teacher, to the bit (same shuffles, noise draws, steps)
+    run(train_cfg(tmp_path, *base, "train.noise=true", run="plain"))
+    zero = f"train.distill.teacher={teacher_dir}", "train.distill.weight=0"
+    run(train_cfg(tmp_path, *base, "train.noise=true", *zero, run="zero"))
+
+    def weights(name):
+        path = tmp_path / name / "baseline" / "result.pt"
+        return torch.load(path, weights_only=False)["state_dict"]
+
+    plain, zero, student = weights("plain"), weights("zero"), weights("student")
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)
+    assert any(not torch.equal(plain[k], student[k]) for k in plain)
+
+    other = tmp_path / "other"
+    (other / "final").mkdir(parents=True)
+    (other / "final" / "model.pt").write_bytes(b"not a checkpoint")
+    text = (teacher_dir / "config.yaml").read_text()
+    (other / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="train.distill.teacher: .* not a readable checkpoint"):
+        distillation(train_cfg(tmp_path, *base, f"train.distill.teacher={other}"), 10)
+    (other / "config.yaml").write_text(text.replace("name: digits", "name: fashion_mnist", 1))
+    for teacher, match in ((other, "was trained on fashion_mnist"), (tmp_path / "no", "no final")):
+        with pytest.raises(ConfigError, match=match):
+            run(train_cfg(tmp_path, *base, f"train.distill.teacher={teacher}", run="bad"))
+        assert not (tmp_path / "bad" / "warmup.json").exists()  # stopped before any phase
