@@ -15,7 +15,6 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from odimo.errors import TrainingDivergedError
 from odimo.hw.analog import NoiseConfig
-from odimo.lit.distill import Distillation
 from odimo.lit.optim import make_optimizer, parameter_groups
 from odimo.nn.conv import hard_mapping, polarization
 from odimo.nn.network_cost import NetworkCost, Regularizer
@@ -27,17 +26,11 @@ def step_loss(
     batch: tuple[Tensor, Tensor],
     network: NetworkCost | None = None,
     regularizer: Regularizer | None = None,
-    distill: Distillation | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(total loss, task loss, regularizer loss, logits) of one training batch; no host sync.
-
-    With `distill`, the task loss is the cross-entropy mixed with the distillation loss
-    against its teacher (`odimo.lit.distill`)."""
+    """(total loss, task loss, regularizer loss, logits) of one training batch; no host sync."""
     x, y = batch
     logits = model(x)
     task = F.cross_entropy(logits, y)
-    if distill is not None:
-        task = distill(x, logits, task)
     if regularizer is None or network is None:
         return task, task, torch.zeros_like(task), logits
     reg = regularizer(network)
@@ -81,9 +74,6 @@ class PhaseModule(L.LightningModule):
         #: Seed of that draw: the same draw every epoch, so epochs differ by their weights only.
         self.select_seed = 0
         self.val_acc_chip = MulticlassAccuracy(num_classes, average="micro")
-        #: Teacher and loss mix of `train.distill` (None: cross-entropy alone); set before
-        #: fitting. Its teacher is not in the phase's checkpoints (the run config names it).
-        self.distill: Distillation | None = None
 
     def select_under(self, noise: NoiseConfig | None, seed: int = 0) -> None:
         """Choose the best checkpoint by validation accuracy under `noise` (None: noiseless)."""
@@ -140,7 +130,7 @@ class PhaseModule(L.LightningModule):
 
     def losses(self, batch: tuple[Tensor, Tensor]):
         """(total, task, reg, logits) of a training batch."""
-        return step_loss(self.model, batch, distill=self.distill)
+        return step_loss(self.model, batch)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, task, reg, logits = self.losses(batch)
@@ -223,9 +213,7 @@ class SearchModule(PhaseModule):
         self.val_acc_soft = MulticlassAccuracy(num_classes, average="micro")
 
     def losses(self, batch: tuple[Tensor, Tensor]):
-        total, task, reg, logits = step_loss(
-            self.model, batch, self.network, self.regularizer, self.distill
-        )
+        total, task, reg, logits = step_loss(self.model, batch, self.network, self.regularizer)
         if self.polarization > 0:
             pol = self.polarization * polarization(self.model).to(total.device)
             total, reg = total + pol, reg + pol

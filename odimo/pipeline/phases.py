@@ -38,7 +38,6 @@ from odimo.pipeline.fit import (
     save_state,
     trainer_recipe,
 )
-from odimo.pipeline.teacher import distillation
 
 
 def warmup_recipe(cfg: DictConfig) -> dict:
@@ -193,7 +192,6 @@ def search(
         print(f"[search] done already; reusing {phase_dir / 'result.pt'}")
         return module
     phase_dir.mkdir(parents=True, exist_ok=True)
-    module.distill = distillation(cfg, spec.num_classes)
     target = getattr(regularizer, "target", None)
     if target is not None:
         derive_target_strength(regularizer, model, network, datamodule, phase_dir / "target.json")
@@ -290,7 +288,6 @@ def train_mapped(
     if (phase_dir / "DONE").is_file():
         load_state(phase_dir / "result.pt", model)
         return module
-    module.distill = distillation(cfg, spec.num_classes)
     media = MappingMedia(
         get_platform(cfg.platform), phase_dir.parent / "mapping_bars.png", cfg.callbacks.plots
     )

@@ -54,7 +54,6 @@ from odimo.nn.baselines import baseline_mapping
 from odimo.pipeline.job import previous_result, write_failed
 from odimo.pipeline.phases import search, train_mapped, warmup
 from odimo.pipeline.summary import final_metrics, print_config
-from odimo.pipeline.teacher import check_distill
 from odimo.quant import fused
 
 PHASES = ("warmup", "search", "finetune", "baseline")
@@ -98,7 +97,6 @@ def check_config(cfg: DictConfig) -> list[str]:
     check_epochs(cfg, phases)
     check_trainer(cfg.trainer)
     check_ddp_launch(cfg)
-    check_distill(cfg)
     return phases
 
 
