@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from odimo.errors import ConfigError
 from odimo.hw.analog import AdcConfig, NoiseConfig
 from odimo.quant import fused
 
@@ -133,6 +134,31 @@ def gain_exponent(partial_sums: Tensor, lo: int, hi: int, noise: NoiseConfig | N
             if rises == 2:
                 break
     return best
+
+
+#: Generators of the unseeded (training) noise draws (`set_training_draws`).
+TRAINING_DRAWS = ("counter", "torch")
+
+
+class _TrainingDraws:
+    generator = "counter"
+
+
+def set_training_draws(generator: str, key: str = "train.noise_generator") -> None:
+    """The generator of the read-out's unseeded noise draws, those of chip-aware training:
+    ``counter`` (the default: `odimo.quant.fused.counter_normal`, near-Gaussian, one parallel
+    pass, its key drawn from torch's global RNG each time, so seeded jobs repeat) or ``torch``
+    (`torch.randn`: exactly Gaussian, about 3× slower on a CPU core). Seeded draws
+    (evaluation, checkpoint choice, exports) are always torch's Gaussian ones. Anything else
+    is one config-error line naming config key `key`."""
+    if generator not in TRAINING_DRAWS:
+        raise ConfigError(f"{key}={generator!r} is not one of: {', '.join(TRAINING_DRAWS)}")
+    _TrainingDraws.generator = generator
+
+
+def training_draws() -> str:
+    """The generator of the unseeded noise draws (`set_training_draws`)."""
+    return _TrainingDraws.generator
 
 
 #: Seeded noise draws the output layer's gain rule scores each exponent over.
@@ -340,11 +366,18 @@ class AnalogReadout(nn.Module):
     def standard_noise(self, shape: tuple[int, int, int, int], like: Tensor) -> Tensor:
         """N(0, 1) draws [N, tiles, C, H, W] for shape (N, tiles, H, W): drawn for all the
         layer's output channels, then those this conv computes (`channels`) picked, so a
-        seeded draw is the same in every form of the network."""
+        seeded draw is the same in every form of the network. Seeded draws (evaluation) are
+        torch's Gaussian ones; unseeded ones (training) come from the generator
+        `set_training_draws` chose (torch's for draws of 2^31 elements or more, which the
+        counter-based one's int32 index cannot count)."""
         n, tiles, h, w = shape
         full = (n, tiles, self.out_channels, h, w)
         if self.generator is not None:  # a seeded draw (evaluation): CPU generator
             z = torch.randn(full, generator=self.generator, dtype=like.dtype).to(like.device)
+        elif _TrainingDraws.generator == "counter" and math.prod(full) < 2**31:  # training
+            key = torch.randint(-(2**31), 2**31 - 1, (2,), dtype=torch.int32, device=like.device)
+            shaped = torch.empty(full, dtype=like.dtype, device=like.device)
+            z = fused.call("counter_normal", shaped, key)
         else:
             z = torch.randn(full, dtype=like.dtype, device=like.device)
         if self.channels is not None:

@@ -27,6 +27,7 @@ from odimo.lit.step_speed import (
 from odimo.nn.conv import SAMPLING
 from odimo.pipeline.phases import checked_recalibration
 from odimo.quant import fused
+from odimo.quant.adc import set_training_draws, training_draws
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,6 +90,7 @@ def _result(speeds: dict, names, device, spec, batch_size: int, steps: int) -> d
         "steps": steps,
         "threads": torch.get_num_threads(),
         "fused_quant": fused.fused_enabled() and not fused.compiled_signatures_failed(),
+        "noise_generator": training_draws(),
         "torch": torch.__version__,
     }
 
@@ -106,6 +108,7 @@ def run(cfg: DictConfig) -> dict:
     channels_last = bool(cfg.get("channels_last", False))
     compile_ = bool(cfg.get("compile", False))
     fused.set_fused(bool(cfg.get("fused_quant", True)))
+    set_training_draws(str(cfg.get("noise_generator", "counter")), "noise_generator")
     torch.manual_seed(int(cfg.get("seed", 0)))
 
     recalibrate_every = checked_recalibration(cfg.get("recalibrate_every", 8), "recalibrate_every")

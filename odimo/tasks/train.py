@@ -55,6 +55,7 @@ from odimo.pipeline.job import previous_result, write_failed
 from odimo.pipeline.phases import search, train_mapped, warmup
 from odimo.pipeline.summary import final_metrics, print_config
 from odimo.quant import fused
+from odimo.quant.adc import set_training_draws
 
 PHASES = ("warmup", "search", "finetune", "baseline")
 
@@ -161,6 +162,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.get("threads") is not None:  # jobs sharing a machine: threads × jobs ≤ cores
         torch.set_num_threads(int(cfg.threads))
     fused.set_fused(bool(cfg.get("fused_quant", True)))
+    set_training_draws(str((cfg.get("train") or {}).get("noise_generator", "counter")))
     if is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         print_config(cfg)

@@ -13,7 +13,7 @@ from odimo.errors import ConfigError
 from odimo.hw import Diana, get_platform, with_analog
 from odimo.hw.analog import AdcConfig, AnalogArithmetic, NoiseConfig, analog_from_config
 from odimo.nn.conv import MappedConv2d, SearchConv2d
-from odimo.quant import UintActPact
+from odimo.quant import UintActPact, fused
 from odimo.quant import adc as adc_module
 from odimo.quant.adc import (
     DECISION_SPAN,
@@ -235,6 +235,43 @@ def test_seeded_noise_is_reproducible_and_zero_sigma_is_noiseless() -> None:
     rel = r(p) - clean
     assert float(rel[..., :3, :].abs().max()) >= 1.0  # |p| ~ 29: σ ~ 1.2 LSB
     assert NoiseConfig(1.0, 25.0).scaled(2.0) == NoiseConfig(2.0, 12.5)
+
+
+@pytest.fixture
+def restore_training_draws():
+    saved = adc_module.training_draws()
+    yield
+    adc_module.set_training_draws(saved)
+
+
+def test_training_draws_come_from_the_chosen_generator(restore_training_draws) -> None:
+    """Unseeded (training) draws: by default the counter-based generator keyed from torch's
+    global RNG (so a seeded job repeats), with `torch` exactly torch.randn's draws; seeded
+    (evaluation) draws are torch's Gaussian ones whatever the training generator."""
+    r = AnalogReadout(AdcConfig(), 8, (1, 1), 3)
+    shape = (4, 1, 5, 6)
+    like = torch.empty(4, 1, 3, 5, 6)
+    torch.manual_seed(3)
+    default = r.standard_noise(shape, like)
+    torch.manual_seed(3)
+    key = torch.randint(-(2**31), 2**31 - 1, (2,), dtype=torch.int32)
+    assert torch.equal(default, fused.counter_normal(torch.empty(4, 1, 3, 5, 6), key))
+    torch.manual_seed(3)
+    assert torch.equal(r.standard_noise(shape, like), default)  # a seeded job repeats
+    assert not torch.equal(r.standard_noise(shape, like), default)  # a fresh draw per call
+    adc_module.set_training_draws("torch")
+    torch.manual_seed(3)
+    exact = r.standard_noise(shape, like)
+    torch.manual_seed(3)
+    assert torch.equal(exact, torch.randn(4, 1, 3, 5, 6))
+    seeded = []
+    for generator in adc_module.TRAINING_DRAWS:
+        adc_module.set_training_draws(generator)
+        set_readout_noise(torch.nn.Sequential(r), NoiseConfig(sigma_lsb=1.0), seed=2)
+        seeded.append(r.standard_noise(shape, like))
+    assert torch.equal(*seeded)
+    with pytest.raises(ConfigError, match=r"^noise_generator='philox' is not one of: counter"):
+        adc_module.set_training_draws("philox", "noise_generator")
 
 
 def _layers(platform, assignment):

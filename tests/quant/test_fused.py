@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Fused (compiled) PaCT kernels: the same numbers as the eager ones, and a clean fallback."""
+"""Fused (compiled) kernels: the same numbers as the eager ones, and a clean fallback."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -260,3 +263,53 @@ def test_read_out_kernels_with_noise_equal_an_independent_computation(restore_fu
             fused.call("readout_affine", sums, rg, gain, offset, scale, bias, -32, 31, zl, *noise)
             assert torch.equal(sums, (q.float() * 64 + 32) * scale + bias)
     assert not fused.compiled_signatures_failed()
+
+
+def _python_counter_normal(i: int, k0: int, k1: int) -> np.float32:
+    """Draw i of `counter_normal` with key (k0, k1), in unsigned Python integers: murmur3's
+    finaliser as published (logical shifts, products mod 2^32), eight bytes, Irwin–Hall."""
+    m = 0xFFFFFFFF
+
+    def fmix(h: int) -> int:
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & m
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & m
+        return h ^ (h >> 16)
+
+    h = fmix(fmix((i * 0x9E3779B9 + (k0 & m)) & m) ^ (k1 & m))
+    h2 = fmix((h + 0x61C88647) & m)
+    total = sum((v >> b) & 255 for v in (h, h2) for b in (0, 8, 16, 24))
+    return np.float32(total - 1020) * np.float32((8 * (256**2 - 1) / 12) ** -0.5)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_counter_draws_equal_an_unsigned_integer_computation(restore_fused, compiled):
+    """The int32 kernel (wrapping products, masked shifts) computes the unsigned hash: compiled
+    and eager, for a key with a negative and a large word."""
+    key = torch.tensor([-5, 2_000_000_011], dtype=torch.int32)
+    fused.set_fused(compiled)
+    got = fused.call("counter_normal", torch.empty(3, 700), key)
+    assert not fused.compiled_signatures_failed(), "the kernels should compile on this machine"
+    want = [_python_counter_normal(i, -5, 2_000_000_011) for i in range(2100)]
+    assert got.shape == (3, 700) and got.dtype == torch.float32
+    assert np.array_equal(got.flatten().numpy(), np.array(want, dtype=np.float32))
+
+
+def test_counter_draws_have_the_moments_of_a_scaled_irwin_hall_sum(restore_fused):
+    """Mean 0, variance 1, kurtosis 3 − 6/(5·8) = 2.85 (a sum of 8 uniform bytes, not 4 or 1),
+    |draw| ≤ 1020/σ_sum with tails past 3.5; other keys give uncorrelated draws, neighbours are
+    uncorrelated, the same key the same draws."""
+    fused.set_fused(True)
+    key = torch.tensor([11, 12], dtype=torch.int32)
+    z = fused.call("counter_normal", torch.empty(1 << 20), key).double()
+    assert abs(float(z.mean())) < 0.005 and abs(float(z.std()) - 1.0) < 0.005
+    assert abs(float(z.pow(4).mean()) - 2.85) < 0.03
+    bound = 1020 / math.sqrt(8 * (256**2 - 1) / 12)
+    assert float(z.abs().max()) <= bound and float(z.abs().max()) > 3.5
+    assert abs(float((z[1:] * z[:-1]).mean())) < 0.005
+    for other in ([12, 12], [11, 13], [-11, 12]):
+        other_key = torch.tensor(other, dtype=torch.int32)
+        w = fused.call("counter_normal", torch.empty(1 << 20), other_key)
+        assert abs(float((z * w.double()).mean())) < 0.005
+    assert torch.equal(fused.call("counter_normal", torch.empty(1 << 20), key).double(), z)

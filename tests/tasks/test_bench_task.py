@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from odimo.errors import ConfigError, OdimoError
 from odimo.quant import fused
+from odimo.quant.adc import set_training_draws, training_draws
 from odimo.tasks.bench import run
 from tests.tasks.helpers import CONF, REPO
 
@@ -51,6 +52,7 @@ def test_bench_in_process(tmp_path, capsys):
     chip = {f"{n}_ratio" for n in ("search_chip", "finetune_chip")}
     chip |= {f"{n}_noise_ratio" for n in ("search_chip", "finetune_chip")}
     assert chip <= set(result) and result["recalibrate_every"] == 8
+    assert result["noise_generator"] == "counter"
     assert json.loads(out.read_text()) == result
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == result
@@ -62,6 +64,16 @@ def test_bench_fused_quant_key_switches_the_kernels():
         assert not fused.fused_enabled()
     finally:
         fused.set_fused(True)
+
+
+def test_bench_noise_generator_key_switches_the_training_draws():
+    try:
+        assert run(bench_cfg(*TINY, "noise_generator=torch"))["noise_generator"] == "torch"
+        assert training_draws() == "torch"
+        with pytest.raises(ConfigError, match=r"^noise_generator='numpy' is not one of"):
+            run(bench_cfg(*TINY, "noise_generator=numpy"))
+    finally:
+        set_training_draws("counter")
 
 
 def test_bench_cuda_without_cuda_is_an_odimo_error(monkeypatch):

@@ -78,6 +78,8 @@ def test_ideal_arithmetic_and_noise_without_adc(tmp_path) -> None:
         run(train_cfg(tmp_path, *base, "train.noise=true", "force=true", run="noisy"))
     with pytest.raises(ConfigError, match="train.recalibrate_every must be an int >= 0"):
         run(train_cfg(tmp_path, *base, "train.recalibrate_every=-1", "force=true", run="neg"))
+    with pytest.raises(ConfigError, match=r"train.noise_generator='philox' is not one of"):
+        run(train_cfg(tmp_path, *base, "train.noise_generator=philox", "force=true", run="gen"))
 
 
 def _chip_eval_cfg(**keys) -> OmegaConf:
